@@ -1,0 +1,1 @@
+"""The ``shim`` command line: a thin layer over the libraries in shim.*."""

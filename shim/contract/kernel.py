@@ -1,0 +1,225 @@
+"""The kernel: a directory holding a model, its contract, samples and requirements.
+
+``read_kernel`` turns a directory into a typed ``Kernel`` (or findings explaining why it can't);
+everything downstream (validator, server, image builder, tfvars) works from that object so the
+metadata is parsed in one place only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shim.contract.schemas import METADATA_SCHEMA, describe_expectation, json_path, schema_errors
+from shim.findings import Finding
+from shim.protocol.datatypes import DATATYPES, DataType
+from shim.strict_json import StrictJSONError, loads_strict
+
+METADATA_FILE = "model_metadata.json"
+REQUIREMENTS_FILE = "requirements.txt"
+SAMPLES_DIR = "samples"
+DEFAULT_ATOL = 1e-5
+DEFAULT_RTOL = 1e-4
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One declared tensor: the explicit contract a request is checked against."""
+
+    name: str
+    datatype: DataType
+    shape: tuple[int, ...]
+    allow_non_finite: bool = False
+
+    @classmethod
+    def from_contract(cls, entry: dict[str, Any]) -> TensorSpec:
+        return cls(
+            name=entry["name"],
+            datatype=DATATYPES[entry["datatype"]],
+            shape=tuple(entry["shape"]),
+            allow_non_finite=bool(entry.get("allow_non_finite", False)),
+        )
+
+    def to_v2(self) -> dict[str, Any]:
+        """The tensor as the v2 model-metadata endpoint describes it."""
+        return {"name": self.name, "datatype": self.datatype.name, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True)
+class Batching:
+    max_batch_size: int = 0
+    max_queue_delay_us: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_batch_size > 0
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float = DEFAULT_ATOL
+    rtol: float = DEFAULT_RTOL
+
+    @classmethod
+    def from_contract(cls, entry: dict[str, Any] | None, default: Tolerance | None = None) -> Tolerance:
+        base = default or cls()
+        entry = entry or {}
+        return cls(atol=float(entry.get("atol", base.atol)), rtol=float(entry.get("rtol", base.rtol)))
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A kernel whose metadata satisfies the contract schema."""
+
+    root: Path
+    metadata: dict[str, Any]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    batching: Batching
+    tolerance: Tolerance
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.metadata["name"]
+
+    @property
+    def version(self) -> str:
+        return self.metadata["version"]
+
+    @property
+    def framework(self) -> str:
+        return self.metadata["framework"]
+
+    @property
+    def model_path(self) -> Path:
+        return self.root / self.metadata["model_file"]
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.root / METADATA_FILE
+
+    @property
+    def requirements_path(self) -> Path:
+        return self.root / REQUIREMENTS_FILE
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.root / SAMPLES_DIR
+
+    def input(self, name: str) -> TensorSpec | None:
+        return next((t for t in self.inputs if t.name == name), None)
+
+
+class KernelError(Exception):
+    """The kernel cannot be read into a ``Kernel``; ``findings`` say why."""
+
+    def __init__(self, findings: list[Finding]) -> None:
+        super().__init__("; ".join(f.render() for f in findings))
+        self.findings = findings
+
+
+def _display(root: Path, name: str) -> str:
+    return str(root / name)
+
+
+def read_metadata(root: Path) -> tuple[dict[str, Any] | None, list[Finding]]:
+    """Parse and schema-check model_metadata.json. Returns the dict only if it is fully valid."""
+    root = Path(root)
+    file = _display(root, METADATA_FILE)
+    if not root.is_dir():
+        return None, [
+            Finding(
+                "KS001", str(root), "", "is not a directory",
+                expected="a kernel directory containing model_metadata.json",
+                fix="pass the path of the kernel directory",
+            )
+        ]
+    path = root / METADATA_FILE
+    if not path.is_file():
+        return None, [
+            Finding(
+                "KS002", file, "", "model_metadata.json is missing",
+                expected="the kernel's contract file",
+                fix="create it (`shim init` scaffolds one) next to the model file",
+            )
+        ]
+    try:
+        metadata = loads_strict(path.read_bytes())
+    except StrictJSONError as exc:
+        return None, [
+            Finding(
+                "KS003", file, exc.location, f"not valid JSON: {exc}",
+                expected="one JSON object with unique keys and finite numbers",
+                fix="fix the JSON syntax at that spot (a JSON linter or `python -m json.tool` shows it)",
+            )
+        ]
+    findings = [
+        Finding(
+            "KS004", file, json_path(error), error.message,
+            expected=describe_expectation(error),
+            fix="edit that field to match (the contract is contracts/model_metadata.schema.json)",
+        )
+        for error in schema_errors(METADATA_SCHEMA, metadata)
+    ]
+    if findings:
+        return None, findings
+    return metadata, _semantic_findings(file, metadata)
+
+
+def _semantic_findings(file: str, metadata: dict[str, Any]) -> list[Finding]:
+    """Rules a JSON Schema cannot express: unique tensor names, batching needs a dynamic dim 0."""
+    findings: list[Finding] = []
+    for group in ("inputs", "outputs"):
+        seen: set[str] = set()
+        for index, tensor in enumerate(metadata[group]):
+            if tensor["name"] in seen:
+                findings.append(
+                    Finding(
+                        "KS005", file, f"$.{group}[{index}].name",
+                        f"tensor name {tensor['name']!r} appears twice in {group}",
+                        expected="unique tensor names", fix="rename or remove the duplicate",
+                    )
+                )
+            seen.add(tensor["name"])
+    batching = metadata.get("batching") or {}
+    if batching.get("max_batch_size", 0) > 0:
+        for group in ("inputs", "outputs"):
+            for index, tensor in enumerate(metadata[group]):
+                if not tensor["shape"] or tensor["shape"][0] != -1:
+                    findings.append(
+                        Finding(
+                            "KS006", file, f"$.{group}[{index}].shape",
+                            f"batching.max_batch_size is {batching['max_batch_size']} but "
+                            f"{tensor['name']!r} has shape {tensor['shape']}",
+                            expected="-1 as the first (batch) dimension of every tensor",
+                            fix="make the first dimension -1 (and dynamic in the model), or set "
+                            "batching.max_batch_size to 0",
+                        )
+                    )
+    return findings
+
+
+def kernel_from_metadata(root: Path, metadata: dict[str, Any]) -> Kernel:
+    batching = metadata.get("batching") or {}
+    return Kernel(
+        root=Path(root),
+        metadata=metadata,
+        inputs=tuple(TensorSpec.from_contract(t) for t in metadata["inputs"]),
+        outputs=tuple(TensorSpec.from_contract(t) for t in metadata["outputs"]),
+        batching=Batching(
+            max_batch_size=int(batching.get("max_batch_size", 0)),
+            max_queue_delay_us=int(batching.get("max_queue_delay_us", 0)),
+        ),
+        tolerance=Tolerance.from_contract(metadata.get("tolerance")),
+    )
+
+
+def read_kernel(root: Path | str) -> Kernel:
+    """Read a kernel directory; raise ``KernelError`` with findings if its metadata is unusable."""
+    root = Path(root)
+    metadata, findings = read_metadata(root)
+    if metadata is None or findings:
+        raise KernelError(findings)
+    return kernel_from_metadata(root, metadata)

@@ -1,0 +1,94 @@
+"""Findings: what every check reports, and the registry of stable finding codes.
+
+A finding always says which file, where in it (a JSON path like ``$.inputs[0].datatype`` or a
+line like ``line 3``), what was expected and how to fix it. Codes never change meaning once
+published, so CI configurations and docs can refer to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+#: code -> one-line title. The single list of codes; tests assert each one is produced somewhere.
+CODES: dict[str, str] = {
+    # kernel layout and metadata
+    "KS001": "kernel directory missing or not a directory",
+    "KS002": "model_metadata.json missing",
+    "KS003": "model_metadata.json is not valid JSON",
+    "KS004": "model_metadata.json breaks the contract schema",
+    "KS005": "duplicate tensor name in the contract",
+    "KS006": "batching needs a dynamic first dimension",
+    "KS007": "placeholder value left from `shim init`",
+    "KS008": "preprocessing handler missing or invalid",
+    # model file
+    "KS101": "model file missing",
+    "KS102": "model file name not allowed for the framework",
+    "KS103": "model fails to load",
+    "KS104": "framework runtime not installed",
+    "KS105": "model references external data outside the kernel",
+    # declared tensors against the graph
+    "KS201": "declared tensor not in the model",
+    "KS202": "model tensor not declared in the contract",
+    "KS203": "datatype differs from the model",
+    "KS204": "rank differs from the model",
+    "KS205": "static dimension differs from the model",
+    "KS206": "dimension is dynamic in the model but static in the contract",
+    "KS207": "dimension is static in the model but -1 in the contract",
+    # golden samples
+    "KS301": "no golden samples",
+    "KS302": "golden sample file invalid",
+    "KS303": "golden sample request rejected by the contract",
+    "KS304": "golden sample inference failed",
+    "KS305": "golden sample output differs from expected",
+    # artifact policy
+    "KS401": "kernel larger than the size cap",
+    "KS402": "forbidden file kind",
+    "KS403": "pickle calls a dangerous global",
+    "KS404": "pickle references a global outside the allow-list",
+    "KS405": "symbolic link in the kernel",
+    "KS406": "unreadable or malformed archive or pickle",
+    # dependency policy
+    "KS501": "requirements.txt line cannot be parsed",
+    "KS502": "prohibited requirement form (URL, VCS, path or option)",
+    "KS503": "requirement not pinned to one exact version",
+    "KS504": "requirement is a Level-1 runtime package",
+    "KS505": "requirement is a denied package",
+    "KS506": "too many requirements",
+    "KS507": "duplicate requirement",
+    "KS508": "requirement has an environment marker or extras that change what is installed",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem found in a kernel."""
+
+    code: str
+    file: str
+    path: str
+    message: str
+    expected: str = ""
+    fix: str = ""
+
+    def __post_init__(self) -> None:
+        if self.code not in CODES:
+            raise ValueError(f"unregistered finding code {self.code!r}")
+
+    @property
+    def title(self) -> str:
+        return CODES[self.code]
+
+    def to_dict(self) -> dict[str, str]:
+        data = asdict(self)
+        data["title"] = self.title
+        return data
+
+    def render(self) -> str:
+        """One human-readable block: location and code first, then what and how to fix."""
+        where = f"{self.file}:{self.path}" if self.path else self.file
+        lines = [f"{where}: {self.code} {self.message}"]
+        if self.expected:
+            lines.append(f"    expected: {self.expected}")
+        if self.fix:
+            lines.append(f"    fix: {self.fix}")
+        return "\n".join(lines)

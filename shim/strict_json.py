@@ -1,0 +1,73 @@
+"""Strict JSON reading for contracts and samples.
+
+``json.loads`` silently keeps the last of duplicate keys, accepts NaN/Infinity and turns 1e999
+into infinity. A contract that means two things, or a number no system can hold, must be
+rejected with a location instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+#: Integers beyond signed 64-bit cannot reach any tensor or Terraform variable intact.
+MAX_ABS_INT = 2**63
+
+
+class StrictJSONError(ValueError):
+    """Invalid JSON, with the 1-based line and column when known."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+        self.column = column
+
+    @property
+    def location(self) -> str:
+        return f"line {self.line} column {self.column}" if self.line else ""
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise StrictJSONError(f"duplicate key {key!r} in one object")
+        result[key] = value
+    return result
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise StrictJSONError(f"number {text} is too large to represent")
+    return value
+
+
+def _parse_int(text: str) -> int:
+    value = int(text)
+    if abs(value) >= MAX_ABS_INT:
+        raise StrictJSONError(f"integer {text[:40]} does not fit in 64 bits")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise StrictJSONError(f"{name} is not valid JSON")
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """Parse JSON, rejecting duplicate keys, NaN/Infinity and out-of-range numbers."""
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_reject_duplicates,
+            parse_float=_parse_float,
+            parse_int=_parse_int,
+            parse_constant=_reject_constant,
+        )
+    except json.JSONDecodeError as exc:
+        raise StrictJSONError(exc.msg, exc.lineno, exc.colno) from None
+    except UnicodeDecodeError as exc:
+        raise StrictJSONError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:
+        raise StrictJSONError("nesting is too deep") from None
