@@ -19,6 +19,8 @@ from shim.strict_json import StrictJSONError, loads_strict
 METADATA_FILE = "model_metadata.json"
 REQUIREMENTS_FILE = "requirements.txt"
 SAMPLES_DIR = "samples"
+#: Marker `shim init` writes where only a person can supply the value; validation fails until replaced.
+PLACEHOLDER = "FILL_ME"
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-4
 
@@ -155,17 +157,33 @@ def read_metadata(root: Path) -> tuple[dict[str, Any] | None, list[Finding]]:
                 fix="fix the JSON syntax at that spot (a JSON linter or `python -m json.tool` shows it)",
             )
         ]
-    findings = [
+    findings = list(_placeholder_findings(file, metadata))
+    placeholder_paths = {f.path for f in findings}
+    findings += [
         Finding(
             "KS004", file, json_path(error), error.message,
             expected=describe_expectation(error),
             fix="edit that field to match (the contract is contracts/model_metadata.schema.json)",
         )
         for error in schema_errors(METADATA_SCHEMA, metadata)
+        if json_path(error) not in placeholder_paths
     ]
     if findings:
         return None, findings
     return metadata, _semantic_findings(file, metadata)
+
+
+def _placeholder_findings(file: str, value: Any, path: str = "$") -> list[Finding]:
+    if isinstance(value, str) and PLACEHOLDER in value:
+        return [Finding(
+            "KS007", file, path, f"still holds the placeholder {value!r} written by `shim init`",
+            expected="the real value", fix=f"replace {value!r} with the real value",
+        )]
+    if isinstance(value, dict):
+        return [f for k, v in value.items() for f in _placeholder_findings(file, v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [f for i, v in enumerate(value) for f in _placeholder_findings(file, v, f"{path}[{i}]")]
+    return []
 
 
 def _semantic_findings(file: str, metadata: dict[str, Any]) -> list[Finding]:

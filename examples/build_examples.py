@@ -1,0 +1,143 @@
+"""Build the example kernels in examples/kernels/ from tiny real models.
+
+Run: python examples/build_examples.py [--out examples/kernels]
+Each kernel is made with the same scaffolding code as `shim init`, then the fields only a person
+can supply are filled in. Deterministic: seeds are fixed, so re-running changes nothing but
+created_at (kept stable here on purpose).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from shim.contract.scaffold import scaffold_kernel, write_golden_sample
+
+CREATED_AT = "2026-11-01T09:00:00Z"
+COMMON = {
+    "created_at": CREATED_AT,
+    "created_by": "data-science@example.com",
+    "cost_center": "cc-ml-4711",
+    "labels": {"data-classification": "internal", "team": "ds-core"},
+}
+
+
+def _finish(kernel: Path, **fields: object) -> None:
+    path = kernel / "model_metadata.json"
+    metadata = json.loads(path.read_text())
+    metadata.update(COMMON)
+    metadata.update(fields)
+    path.write_text(json.dumps(metadata, indent=2) + "\n")
+    write_golden_sample(kernel, metadata)
+
+
+def build_iris(out: Path, work: Path) -> None:
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_iris(return_X_y=True)
+    x = x.astype(np.float32)
+    classifier = LogisticRegression(max_iter=500, random_state=0).fit(x, y)
+    onx = to_onnx(classifier, x[:1], options={id(classifier): {"zipmap": False}}, target_opset=17)
+    model = work / "iris.onnx"
+    model.write_bytes(onx.SerializeToString())
+    kernel = scaffold_kernel("iris-classifier", model, out / "iris-classifier", max_batch_size=64)
+    _finish(
+        kernel,
+        description="Logistic regression on the four iris measurements (cm); returns the class and its probabilities.",
+        training_dataset="https://archive.ics.uci.edu/dataset/53/iris",
+        tolerance={"atol": 1e-5, "rtol": 1e-4},
+        resources={"cpu": "1", "memory": "512Mi", "gpu": 0},
+        batching={"max_batch_size": 64, "max_queue_delay_us": 200},
+    )
+
+
+def build_torchscript_mlp(out: Path, work: Path) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(
+        torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3), torch.nn.Softmax(dim=1)
+    ).eval()
+    scripted = torch.jit.script(mlp)
+    model = work / "mlp.pt"
+    torch.jit.save(scripted, str(model))
+    kernel = scaffold_kernel(
+        "torchscript-mlp", model, out / "torchscript-mlp",
+        inputs=[{"name": "x", "datatype": "FP32", "shape": [-1, 8]}], max_batch_size=32,
+    )
+    path = kernel / "model_metadata.json"
+    metadata = json.loads(path.read_text())
+    metadata["outputs"][0]["name"] = "probabilities"
+    path.write_text(json.dumps(metadata, indent=2) + "\n")
+    _finish(
+        kernel,
+        description="Two-layer MLP scoring 8 standardized sensor features into 3 classes.",
+        training_dataset="s3://ml-datasets/sensors/v7/",
+        resources={"cpu": "1", "memory": "1Gi", "gpu": 0},
+        batching={"max_batch_size": 32, "max_queue_delay_us": 500},
+    )
+    (kernel / "requirements.txt").write_text("# lightweight, exactly pinned extras only\nsix==1.16.0\n")
+
+
+def build_two_input_ranker(out: Path, work: Path) -> None:
+    rng = np.random.default_rng(7)
+    table = rng.standard_normal((10, 4)).astype(np.float32)
+    weights = rng.standard_normal((4, 2)).astype(np.float32)
+    bias = rng.standard_normal(2).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["category_embedding", "category"], ["embedded"], axis=0),
+            helper.make_node("Add", ["features", "embedded"], ["combined"]),
+            helper.make_node("MatMul", ["combined", "weights"], ["projected"]),
+            helper.make_node("Add", ["projected", "bias"], ["scores"]),
+        ],
+        "two_input_ranker",
+        [
+            helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 4]),
+            helper.make_tensor_value_info("category", TensorProto.INT64, ["batch"]),
+        ],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 2])],
+        initializer=[
+            numpy_helper.from_array(table, "category_embedding"),
+            numpy_helper.from_array(weights, "weights"),
+            numpy_helper.from_array(bias, "bias"),
+        ],
+    )
+    model_proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model_proto, full_check=True)
+    model = work / "ranker.onnx"
+    onnx.save(model_proto, str(model))
+    kernel = scaffold_kernel("two-input-ranker", model, out / "two-input-ranker", max_batch_size=128)
+    _finish(
+        kernel,
+        description="Scores items from 4 dense features plus a category id (0-9) looked up in an embedding.",
+        training_dataset="gs://ml-datasets/ranking/2026-10/",
+        resources={"cpu": "2", "memory": "1Gi", "gpu": 0},
+        batching={"max_batch_size": 128, "max_queue_delay_us": 200},
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "kernels")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for builder, name in ((build_iris, "iris-classifier"), (build_torchscript_mlp, "torchscript-mlp"),
+                              (build_two_input_ranker, "two-input-ranker")):
+            shutil.rmtree(args.out / name, ignore_errors=True)
+            builder(args.out, Path(tmp))
+            print(f"built {args.out / name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The kernel contract: reading kernels (``kernel``), checking them (``validator``), reporting (``report``)."""

@@ -1,0 +1,223 @@
+"""Does the model file load, and do the declared tensors equal the real graph?
+
+For ONNX the graph carries names, element types and shapes, so the contract is compared with it
+exactly (as Triton's model configuration is checked against the model). A TorchScript module has
+no typed signature; its forward() arity is checked here and its types by the golden samples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import onnx
+from onnx.external_data_helper import uses_external_data
+
+from shim.contract.kernel import METADATA_FILE, Kernel, TensorSpec
+from shim.findings import Finding
+from shim.protocol.datatypes import from_onnx, onnx_type_name
+
+_ONNX_PROTO_LIMIT = 2**31 - 1
+
+
+def _metadata_file(kernel: Kernel) -> str:
+    return str(kernel.root / METADATA_FILE)
+
+
+def check_model_file(kernel: Kernel, artifact_policy: dict[str, Any]) -> list[Finding]:
+    """The model file exists, is non-empty and has a name allowed for its framework."""
+    file = _metadata_file(kernel)
+    allowed = artifact_policy["frameworks"].get(kernel.framework, {}).get("model_files", [])
+    findings = []
+    if kernel.metadata["model_file"] not in allowed:
+        findings.append(Finding(
+            "KS102", file, "$.model_file",
+            f"{kernel.metadata['model_file']!r} is not an allowed model file name for framework {kernel.framework!r}",
+            expected=" or ".join(allowed) or f"no files: framework {kernel.framework!r} is not allowed by policy",
+            fix=f"rename the model to {allowed[0]} and update model_file" if allowed else "use an allowed framework",
+        ))
+    path = kernel.model_path
+    if not path.is_file():
+        findings.append(Finding(
+            "KS101", str(path), "", "model file does not exist",
+            expected=f"the file named by model_file ({kernel.metadata['model_file']}) inside the kernel",
+            fix="add the exported model or correct model_file",
+        ))
+    elif path.stat().st_size == 0:
+        findings.append(Finding(
+            "KS103", str(path), "", "model file is empty (0 bytes)",
+            expected="an exported model", fix="re-export the model",
+        ))
+    return findings
+
+
+def _external_data_findings(model: onnx.ModelProto, kernel: Kernel) -> list[Finding]:
+    findings = []
+    root = kernel.root.resolve()
+    for tensor in _all_initializers(model):
+        if not uses_external_data(tensor):
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (kernel.model_path.parent / location).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            problem = "outside the kernel" if not target.is_relative_to(root) else "missing"
+            findings.append(Finding(
+                "KS105", str(kernel.model_path), f"initializer {tensor.name!r}",
+                f"external data location {location!r} is {problem}",
+                expected="weights inside the model file, or external data files inside the kernel directory",
+                fix="re-save with onnx.save_model(model, path, save_as_external_data=False) for models under 2 GB",
+            ))
+    return findings
+
+
+def _all_initializers(model: onnx.ModelProto) -> list[onnx.TensorProto]:
+    tensors = list(model.graph.initializer)
+    for node in model.graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                tensors.append(attribute.t)
+    return tensors
+
+
+def load_onnx(kernel: Kernel) -> tuple[onnx.ModelProto | None, list[Finding]]:
+    """Load and fully check the ONNX model; external data must stay inside the kernel."""
+    path = kernel.model_path
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError and friends
+        return None, [Finding(
+            "KS103", str(path), "", f"is not a readable ONNX model: {str(exc)[:300]}",
+            expected="an ONNX ModelProto (torch.onnx.export, skl2onnx, onnx.save)",
+            fix="re-export the model; the file may be truncated or not ONNX",
+        )]
+    external = _external_data_findings(model, kernel)
+    if external:
+        return None, external
+    try:
+        has_external = any(uses_external_data(t) for t in _all_initializers(model))
+        if has_external or model.ByteSize() > _ONNX_PROTO_LIMIT:
+            onnx.checker.check_model(str(path), full_check=True)
+        else:
+            onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        return None, [Finding(
+            "KS103", str(path), "", f"fails onnx.checker: {str(exc).strip()[:500]}",
+            expected="a model that passes onnx.checker.check_model(full_check=True)",
+            fix="re-export the model with a supported opset; check custom operators",
+        )]
+    return model, []
+
+
+def _graph_tensors(model: onnx.ModelProto, which: str) -> dict[str, tuple[int, list[int | None]]]:
+    graph = model.graph
+    initializers = {t.name for t in graph.initializer}
+    values = graph.input if which == "inputs" else graph.output
+    tensors = {}
+    for value in values:
+        if which == "inputs" and value.name in initializers:
+            continue
+        tensor_type = value.type.tensor_type
+        dims: list[int | None] = []
+        for dim in tensor_type.shape.dim:
+            dims.append(dim.dim_value if dim.HasField("dim_value") else None)
+        tensors[value.name] = (tensor_type.elem_type, dims)
+    return tensors
+
+
+def compare_onnx_signature(kernel: Kernel, model: onnx.ModelProto) -> list[Finding]:
+    """Names, element types and dimensions of the contract against the ONNX graph."""
+    file = _metadata_file(kernel)
+    findings: list[Finding] = []
+    for group, specs in (("inputs", kernel.inputs), ("outputs", kernel.outputs)):
+        graph = _graph_tensors(model, group)
+        for index, spec in enumerate(specs):
+            where = f"$.{group}[{index}]"
+            if spec.name not in graph:
+                findings.append(Finding(
+                    "KS201", file, f"{where}.name",
+                    f"{group[:-1]} {spec.name!r} is not in the model",
+                    expected=f"one of the model's {group}: {', '.join(graph) or '(none)'}",
+                    fix="use the graph's tensor name (see `shim init` or netron)",
+                ))
+                continue
+            findings += _compare_tensor(file, where, spec, *graph[spec.name])
+        declared = {s.name for s in specs}
+        for name in graph:
+            if name not in declared:
+                findings.append(Finding(
+                    "KS202", file, f"$.{group}",
+                    f"the model has {group[:-1]} {name!r}, which the contract does not declare",
+                    expected=f"every model {group[:-1]} declared", fix=f"add {name!r} to {group}",
+                ))
+    return findings
+
+
+def _compare_tensor(file: str, where: str, spec: TensorSpec, elem_type: int, dims: list[int | None]) -> list[Finding]:
+    findings = []
+    graph_type = from_onnx(elem_type)
+    if graph_type is None or graph_type.name != spec.datatype.name:
+        findings.append(Finding(
+            "KS203", file, f"{where}.datatype",
+            f"{spec.name!r} is declared {spec.datatype.name} but the model's element type is "
+            f"{onnx_type_name(elem_type)}",
+            expected=graph_type.name if graph_type else f"a v2 datatype (the model uses {onnx_type_name(elem_type)})",
+            fix=f"set datatype to {graph_type.name}" if graph_type else "cast the tensor in the model",
+        ))
+    if len(dims) != len(spec.shape):
+        shown = [d if d is not None else -1 for d in dims]
+        findings.append(Finding(
+            "KS204", file, f"{where}.shape",
+            f"{spec.name!r} is declared with {len(spec.shape)} dimensions {list(spec.shape)}; the model has "
+            f"{len(dims)} {shown}",
+            expected=str(shown), fix=f"set shape to {shown}",
+        ))
+        return findings
+    for axis, (declared, actual) in enumerate(zip(spec.shape, dims)):
+        if actual is None and declared != -1:
+            findings.append(Finding(
+                "KS206", file, f"{where}.shape[{axis}]",
+                f"{spec.name!r} dimension {axis} is dynamic in the model but declared {declared}",
+                expected="-1", fix=f"set shape[{axis}] to -1, or export the model with a fixed dimension",
+            ))
+        elif actual is not None and declared == -1:
+            findings.append(Finding(
+                "KS207", file, f"{where}.shape[{axis}]",
+                f"{spec.name!r} dimension {axis} is fixed at {actual} in the model but declared -1",
+                expected=str(actual), fix=f"set shape[{axis}] to {actual}, or export with a dynamic axis",
+            ))
+        elif actual is not None and declared != actual:
+            findings.append(Finding(
+                "KS205", file, f"{where}.shape[{axis}]",
+                f"{spec.name!r} dimension {axis} is declared {declared} but the model has {actual}",
+                expected=str(actual), fix=f"set shape[{axis}] to {actual}",
+            ))
+    return findings
+
+
+def check_torchscript_signature(kernel: Kernel, module: Any) -> list[Finding]:
+    """The module's forward() takes exactly the declared inputs."""
+    try:
+        arguments = [a.name for a in module.forward.schema.arguments][1:]  # drop self
+    except AttributeError:
+        return []
+    file = _metadata_file(kernel)
+    declared = [s.name for s in kernel.inputs]
+    if len(arguments) > len(declared):
+        return [Finding(
+            "KS202", file, "$.inputs",
+            f"forward() takes {len(arguments)} inputs ({', '.join(arguments)}); the contract declares "
+            f"{len(declared)} ({', '.join(declared)})",
+            expected=f"{len(arguments)} inputs in forward() order", fix="declare every forward() argument",
+        )]
+    if len(arguments) < len(declared):
+        return [Finding(
+            "KS201", file, "$.inputs",
+            f"the contract declares {len(declared)} inputs ({', '.join(declared)}); forward() takes "
+            f"{len(arguments)} ({', '.join(arguments)})",
+            expected=f"{len(arguments)} inputs", fix="remove the inputs forward() does not take",
+        )]
+    return []
+
+
+def model_size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0

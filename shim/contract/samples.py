@@ -1,0 +1,153 @@
+"""Golden samples: run each sample request through the real decoding and runtime code and
+compare with the expected outputs.
+
+The same functions serve ``shim validate`` (CI, pre-commit) and the server's start-up self-check,
+so "validated" and "served" can never mean different things.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shim.contract.kernel import Kernel, Tolerance
+from shim.contract.schemas import SAMPLE_SCHEMA, describe_expectation, json_path, schema_errors
+from shim.findings import Finding
+from shim.protocol.codec import ProtocolError, decode_request, decode_tensor, Limits
+from shim.protocol.datatypes import DATATYPES
+from shim.strict_json import StrictJSONError, loads_strict
+
+
+@dataclass(frozen=True)
+class GoldenSample:
+    path: Path
+    request: dict[str, Any]
+    expected: list[dict[str, Any]]
+    tolerance: Tolerance
+
+
+def sample_files(kernel: Kernel) -> list[Path]:
+    directory = kernel.samples_dir
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob("*.json") if p.is_file() and not p.is_symlink())
+
+
+def load_samples(kernel: Kernel) -> tuple[list[GoldenSample], list[Finding]]:
+    files = sample_files(kernel)
+    if not files:
+        return [], [Finding(
+            "KS301", str(kernel.samples_dir), "", "no golden samples (samples/*.json)",
+            expected="at least one sample: a v2 request and its expected outputs",
+            fix="add one; `shim init` writes samples/example.json by running the model",
+        )]
+    samples, findings = [], []
+    for path in files:
+        try:
+            data = loads_strict(path.read_bytes())
+        except StrictJSONError as exc:
+            findings.append(Finding("KS302", str(path), exc.location, f"not valid JSON: {exc}",
+                                    expected="a JSON golden sample", fix="fix the JSON syntax"))
+            continue
+        errors = schema_errors(SAMPLE_SCHEMA, data)
+        if errors:
+            findings += [
+                Finding("KS302", str(path), json_path(e), e.message, expected=describe_expectation(e),
+                        fix="match contracts/golden_sample.schema.json")
+                for e in errors
+            ]
+            continue
+        tolerance = Tolerance.from_contract(data.get("tolerance"), default=kernel.tolerance)
+        samples.append(GoldenSample(path, data["request"], data["expected"]["outputs"], tolerance))
+    return samples, findings
+
+
+def _expected_array(entry: dict[str, Any], kernel: Kernel) -> np.ndarray:
+    spec = next((o for o in kernel.outputs if o.name == entry["name"]), None)
+    if spec is None:
+        raise ProtocolError(f"expected output {entry['name']!r} is not an output of the contract")
+    from shim.contract.kernel import TensorSpec
+
+    loose = TensorSpec(spec.name, DATATYPES[entry["datatype"]], tuple(-1 for _ in entry["shape"]), True)
+    return decode_tensor(entry, loose, None, Limits())
+
+
+def compare_outputs(sample: GoldenSample, actual: dict[str, np.ndarray], kernel: Kernel) -> list[Finding]:
+    findings: list[Finding] = []
+    file = str(sample.path)
+    for index, entry in enumerate(sample.expected):
+        where = f"$.expected.outputs[{index}]"
+        name = entry["name"]
+        try:
+            expected = _expected_array(entry, kernel)
+        except ProtocolError as exc:
+            findings.append(Finding("KS302", file, where, str(exc), expected="a valid expected output",
+                                    fix="correct the expected output"))
+            continue
+        got = actual.get(name)
+        if got is None:
+            findings.append(Finding("KS305", file, where, f"the model returned no output {name!r}",
+                                    expected=name, fix="check the output names in the contract"))
+            continue
+        if tuple(got.shape) != tuple(expected.shape):
+            findings.append(Finding(
+                "KS305", file, f"{where}.shape", f"output {name!r} has shape {list(got.shape)}",
+                expected=str(list(expected.shape)), fix="regenerate the sample or fix the model",
+            ))
+            continue
+        if expected.dtype == object or got.dtype == object:
+            mismatch = [i for i, (a, b) in enumerate(zip(got.ravel(), expected.ravel())) if a != b]
+            if mismatch:
+                findings.append(Finding(
+                    "KS305", file, f"{where}.data[{mismatch[0]}]",
+                    f"output {name!r} element {mismatch[0]} is {got.ravel()[mismatch[0]]!r}",
+                    expected=repr(expected.ravel()[mismatch[0]]), fix="regenerate the sample or fix the model",
+                ))
+            continue
+        got64 = got.astype(np.float64)
+        exp64 = expected.astype(np.float64)
+        diff = np.abs(got64 - exp64)
+        allowed = sample.tolerance.atol + sample.tolerance.rtol * np.abs(exp64)
+        bad = ~(diff <= allowed)
+        if bad.any():
+            worst = int(np.argmax(np.where(bad, diff, -1).ravel()))
+            findings.append(Finding(
+                "KS305", file, f"{where}.data[{worst}]",
+                f"output {name!r} differs in {int(bad.sum())} of {bad.size} elements; worst at flat index "
+                f"{worst}: got {got64.ravel()[worst]!r}, expected {exp64.ravel()[worst]!r} "
+                f"(|diff| {diff.ravel()[worst]:.3g} > atol {sample.tolerance.atol:g} + rtol "
+                f"{sample.tolerance.rtol:g} * |expected|)",
+                expected=f"{exp64.ravel()[worst]!r} within the tolerance",
+                fix="if the model changed on purpose, regenerate the sample; else find the regression",
+            ))
+    return findings
+
+
+def run_samples(kernel: Kernel, runtime: Any, samples: list[GoldenSample]) -> list[Finding]:
+    """Decode, run and compare every sample; one finding per failing aspect."""
+    findings: list[Finding] = []
+    specs = {t.name: t for t in kernel.inputs}
+    output_names = [t.name for t in kernel.outputs]
+    limits = Limits(max_batch_size=kernel.batching.max_batch_size)
+    for sample in samples:
+        try:
+            decoded = decode_request(sample.request, specs, output_names, None, limits)
+        except ProtocolError as exc:
+            findings.append(Finding(
+                "KS303", str(sample.path), "$.request", str(exc),
+                expected="a request that satisfies the contract's inputs", fix="correct the sample request",
+            ))
+            continue
+        try:
+            actual = runtime.predict(decoded.inputs)
+        except Exception as exc:
+            findings.append(Finding(
+                "KS304", str(sample.path), "$.request", f"inference failed: {type(exc).__name__}: {str(exc)[:400]}",
+                expected="the model runs on the sample", fix="check input dtypes and shapes against the model",
+            ))
+            continue
+        findings += compare_outputs(sample, actual, kernel)
+    return findings

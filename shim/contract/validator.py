@@ -1,0 +1,130 @@
+"""The kernel validator: every check, all findings at once.
+
+Order matters for safety, not for reporting: the artifact scan (pickles, links) runs before any
+loader touches a file, and a model whose archive holds a dangerous pickle is never loaded.
+Findings from independent checks are all reported in one run so a data scientist fixes
+everything in one go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shim.contract.kernel import Kernel, kernel_from_metadata, read_metadata
+from shim.contract.model_check import (
+    check_model_file,
+    check_torchscript_signature,
+    compare_onnx_signature,
+    load_onnx,
+)
+from shim.contract.samples import load_samples, run_samples
+from shim.findings import Finding
+from shim.policy.artifacts import check_artifacts
+from shim.policy.dependencies import check_requirements
+from shim.policy.loader import Policies, load_policies
+from shim.runtimes.base import Runtime, RuntimeLoadError, load_runtime
+
+
+@dataclass
+class ValidationReport:
+    kernel_dir: Path
+    findings: list[Finding] = field(default_factory=list)
+    kernel: Kernel | None = None
+    runtime: Runtime | None = None
+    samples_run: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+def _model_blocked(findings: list[Finding], model_path: Path) -> bool:
+    """A model file with dangerous or unknown pickle content must never reach a loader."""
+    prefix = str(model_path)
+    return any(f.code in {"KS403", "KS404", "KS406", "KS405"} and f.file.startswith(prefix) for f in findings)
+
+
+def validate_kernel(
+    kernel_dir: Path | str,
+    *,
+    policies: Policies | None = None,
+    device: str = "cpu",
+    run_golden_samples: bool = True,
+    keep_runtime: bool = False,
+) -> ValidationReport:
+    """Run every check on one kernel directory.
+
+    With ``keep_runtime`` the loaded runtime stays on the report, already warmed up by the golden
+    samples, so the server does not load the model a second time.
+    """
+    root = Path(kernel_dir)
+    report = ValidationReport(root)
+    policies = policies or load_policies()
+    metadata, findings = read_metadata(root)
+    report.findings += findings
+    if not root.is_dir():
+        return report
+
+    model_file = metadata.get("model_file") if metadata else None
+    framework = metadata.get("framework") if metadata else None
+    _, artifact_findings = check_artifacts(root, policies.artifact, model_file, framework)
+    report.findings += artifact_findings
+    requirements = root / "requirements.txt"
+    if requirements.is_file():
+        report.findings += check_requirements(requirements, policies.dependency)
+
+    if metadata is None or findings:
+        return report
+    kernel = report.kernel = kernel_from_metadata(root, metadata)
+    file_findings = check_model_file(kernel, policies.artifact)
+    report.findings += file_findings
+    if any(f.code in {"KS101", "KS103"} for f in file_findings) or _model_blocked(report.findings, kernel.model_path):
+        return report
+
+    runtime = _load_and_compare(kernel, report, device)
+    if runtime is None:
+        return report
+    if run_golden_samples:
+        samples, sample_findings = load_samples(kernel)
+        report.findings += sample_findings
+        report.findings += run_samples(kernel, runtime, samples)
+        report.samples_run = len(samples)
+    if keep_runtime:
+        report.runtime = runtime
+    else:
+        runtime.close()
+    return report
+
+
+def _load_and_compare(kernel: Kernel, report: ValidationReport, device: str) -> Runtime | None:
+    signature_findings: list[Finding] = []
+    if kernel.framework == "onnx":
+        model, load_findings = load_onnx(kernel)
+        report.findings += load_findings
+        if model is None:
+            return None
+        signature_findings = compare_onnx_signature(kernel, model)
+        del model
+    try:
+        runtime = load_runtime(kernel, device=device)
+    except RuntimeLoadError as exc:
+        code = "KS104" if "not installed" in str(exc) else "KS103"
+        report.findings.append(Finding(
+            code, str(kernel.model_path), "", str(exc),
+            expected="a model the runtime can load",
+            fix="pip install 'kernelshim[torch]'" if code == "KS104" else "re-export the model",
+        ))
+        return None
+    if kernel.framework == "torchscript":
+        signature_findings = check_torchscript_signature(kernel, getattr(runtime, "module", None))
+    report.findings += signature_findings
+    if signature_findings:
+        runtime.close()
+        return None
+    return runtime
+
+
+def validate_many(paths: list[Path], **options: Any) -> list[ValidationReport]:
+    return [validate_kernel(p, **options) for p in paths]

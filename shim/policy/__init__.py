@@ -1,0 +1,1 @@
+"""Ops-owned policy checks: artifacts (files, size, pickles) and dependencies (requirements.txt)."""

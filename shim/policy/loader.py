@@ -1,0 +1,66 @@
+"""Load Ops policies from YAML and check them against their schemas in contracts/.
+
+The shipped policies live in policies/. A platform team can point ``--policy-dir`` (or
+``KERNELSHIM_POLICY_DIR``) at its own directory; any file found there replaces the shipped one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shim.contract.schemas import json_path, schema_errors
+from shim.resources import policy_path
+
+POLICY_DIR_ENV = "KERNELSHIM_POLICY_DIR"
+
+
+class PolicyError(Exception):
+    """A policy file is missing or malformed: a platform configuration error, not a kernel finding."""
+
+
+@dataclass(frozen=True)
+class Policies:
+    artifact: dict[str, Any]
+    dependency: dict[str, Any]
+    source: str
+
+
+def _policy_file(name: str, override_dir: Path | None) -> Path:
+    if override_dir is not None and (override_dir / name).is_file():
+        return override_dir / name
+    return policy_path(name)
+
+
+def load_policy_file(path: Path, schema_name: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read policy: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{path}: not valid YAML: {exc}") from None
+    errors = schema_errors(schema_name, data)
+    if errors:
+        details = "; ".join(f"{json_path(e)}: {e.message}" for e in errors[:5])
+        raise PolicyError(f"{path}: breaks contracts/{schema_name}: {details}")
+    return data
+
+
+def load_policies(policy_dir: Path | str | None = None) -> Policies:
+    """The effective policies: shipped defaults, each replaced by a file in ``policy_dir`` if present."""
+    if policy_dir is None and os.environ.get(POLICY_DIR_ENV):
+        policy_dir = os.environ[POLICY_DIR_ENV]
+    override = Path(policy_dir) if policy_dir else None
+    if override is not None and not override.is_dir():
+        raise PolicyError(f"{override}: policy directory does not exist")
+    artifact_file = _policy_file("artifact_policy.yaml", override)
+    dependency_file = _policy_file("dependency_policy.yaml", override)
+    return Policies(
+        artifact=load_policy_file(artifact_file, "artifact_policy.schema.json"),
+        dependency=load_policy_file(dependency_file, "dependency_policy.schema.json"),
+        source=f"{artifact_file.parent}",
+    )
