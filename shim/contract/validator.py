@@ -53,11 +53,14 @@ def validate_kernel(
     device: str = "cpu",
     run_golden_samples: bool = True,
     keep_runtime: bool = False,
+    load_model: bool = True,
 ) -> ValidationReport:
     """Run every check on one kernel directory.
 
     With ``keep_runtime`` the loaded runtime stays on the report, already warmed up by the golden
-    samples, so the server does not load the model a second time.
+    samples, so the caller does not load the model a second time. With ``load_model=False`` only
+    the static checks run (files, policies, schema, ONNX graph): the server uses that before it
+    starts, then loads the model and runs the samples while already answering health probes.
     """
     root = Path(kernel_dir)
     report = ValidationReport(root)
@@ -83,6 +86,14 @@ def validate_kernel(
     if any(f.code in {"KS101", "KS103"} for f in file_findings) or _model_blocked(report.findings, kernel.model_path):
         return report
 
+    if not load_model:
+        # Static checks only (the server loads the model itself, after it is live).
+        if kernel.framework == "onnx":
+            model, load_findings = load_onnx(kernel)
+            report.findings += load_findings
+            if model is not None:
+                report.findings += compare_onnx_signature(kernel, model)
+        return report
     runtime = _load_and_compare(kernel, report, device)
     if runtime is None:
         return report

@@ -1,0 +1,183 @@
+"""Dynamic batching: merge concurrent requests into one model execution.
+
+One worker thread per model runs the model (onnxruntime and torch release the GIL, so the event
+loop keeps parsing requests meanwhile). Requests that arrive while it is busy queue up; the
+next execution takes as many as fit in ``max_batch_size``. When ``max_queue_delay_us`` is set the
+worker waits up to that long for more rows, but only while other requests are already in flight:
+a lone request is never delayed. The queue is bounded; a full queue is answered with 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from shim.runtimes.base import OutOfMemory, Runtime
+from shim.server.metrics import ServerMetrics
+
+log = logging.getLogger("shim.server")
+
+
+class QueueFull(Exception):
+    """The bounded request queue is full."""
+
+
+class ModelFailure(Exception):
+    """The model raised while running a batch that contained this request."""
+
+
+@dataclass(eq=False)
+class Job:
+    inputs: dict[str, np.ndarray]
+    rows: int
+    signature: tuple[Any, ...]
+    future: asyncio.Future[dict[str, np.ndarray]]
+    loop: asyncio.AbstractEventLoop
+    enqueued: float = field(default_factory=time.perf_counter)
+    abandoned: bool = False
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return  # the client went away and the request was cancelled
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class Batcher:
+    def __init__(
+        self,
+        runtime: Runtime,
+        metrics: ServerMetrics,
+        max_batch_size: int,
+        max_queue_delay_us: int,
+        max_queue_size: int,
+        in_flight: Callable[[], int],
+    ) -> None:
+        self.runtime = runtime
+        self.metrics = metrics
+        self.max_batch_size = max(1, max_batch_size)
+        self.batching = max_batch_size > 0
+        self.delay_s = max_queue_delay_us / 1_000_000
+        self.max_queue_size = max_queue_size
+        self._in_flight = in_flight
+        self._queue: deque[Job] = deque()
+        self._cv = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._work, name="shim-model-worker", daemon=True)
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    async def submit(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if len(self._queue) >= self.max_queue_size:
+            raise QueueFull(f"the request queue is full ({self.max_queue_size} waiting)")
+        loop = asyncio.get_running_loop()
+        first = next(iter(inputs.values()))
+        rows = int(first.shape[0]) if self.batching and first.ndim else 1
+        signature = tuple((name, a.shape[1:]) for name, a in inputs.items()) if self.batching else ()
+        job = Job(inputs, rows, signature, loop.create_future(), loop)
+        with self._cv:
+            self._queue.append(job)
+            self._cv.notify()
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            job.abandoned = True  # the worker skips it if it has not started yet
+            raise
+
+    def stop(self, timeout: float = 30.0) -> None:
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+        self._thread.join(timeout)
+
+    # -- worker thread -------------------------------------------------------------------------
+
+    def _take_batch(self) -> list[Job] | None:
+        with self._cv:
+            while not self._queue:
+                if self._stopping:
+                    return None
+                self._cv.wait()
+            batch = [self._queue.popleft()]
+            rows = batch[0].rows
+            deadline = time.perf_counter() + self.delay_s
+            while self.batching and rows < self.max_batch_size:
+                if self._queue:
+                    nxt = self._queue[0]
+                    if nxt.signature != batch[0].signature or rows + nxt.rows > self.max_batch_size:
+                        break
+                    batch.append(self._queue.popleft())
+                    rows += nxt.rows
+                    continue
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0 or self._in_flight() <= len(batch):
+                    break
+                self._cv.wait(remaining)
+            return batch
+
+    def _work(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if batch is None:
+                return
+            batch = [job for job in batch if not job.abandoned]
+            if not batch:
+                continue
+            started = time.perf_counter()
+            for job in batch:
+                self.metrics.queue_seconds.observe(started - job.enqueued)
+            self.metrics.batch_size.observe(len(batch))
+            self._run(batch)
+            self.metrics.compute_seconds.observe(time.perf_counter() - started)
+
+    def _run(self, batch: list[Job]) -> None:
+        try:
+            if len(batch) == 1:
+                results = [self.runtime.predict(batch[0].inputs)]
+            else:
+                merged = {name: np.concatenate([job.inputs[name] for job in batch]) for name in batch[0].inputs}
+                outputs = self.runtime.predict(merged)
+                offsets = np.cumsum([job.rows for job in batch])[:-1]
+                split = {name: np.split(value, offsets) for name, value in outputs.items()}
+                results = [{name: parts[i] for name, parts in split.items()} for i in range(len(batch))]
+        except OutOfMemory as exc:
+            self.metrics.oom.inc()
+            memory = self.runtime.memory_stats()
+            log.error("out of device memory", extra={"batch_size": len(batch),
+                      "rows": sum(j.rows for j in batch), "memory": memory, "error": str(exc)[:500]})
+            error = OutOfMemory(
+                f"the model ran out of device memory on a batch of {sum(j.rows for j in batch)} rows; retry later"
+                " or send smaller requests"
+            )
+            for job in batch:
+                job.loop.call_soon_threadsafe(_resolve, job.future, None, error)
+            return
+        except Exception as exc:
+            if len(batch) > 1:  # isolate the request that made the model fail
+                for job in batch:
+                    self._run([job])
+                return
+            log.warning("model raised", extra={"error": f"{type(exc).__name__}: {str(exc)[:500]}"})
+            failure = ModelFailure(f"the model failed: {type(exc).__name__}: {str(exc)[:1000]}")
+            batch[0].loop.call_soon_threadsafe(_resolve, batch[0].future, None, failure)
+            return
+        for job, result in zip(batch, results, strict=True):
+            job.loop.call_soon_threadsafe(_resolve, job.future, result, None)
+        if self.runtime.device.kind == "cuda":
+            stats = self.runtime.memory_stats()
+            self.metrics.gpu_memory_used.set(stats.get("allocated", 0.0))
+            self.metrics.gpu_memory_reserved.set(stats.get("reserved", 0.0))

@@ -1,0 +1,85 @@
+"""Run the server: static validation, then uvicorn with graceful drain on SIGTERM.
+
+The kernel is checked statically before the port opens (an invalid kernel never starts). The
+model itself is loaded after the server is live, so readiness reports why a model is not
+serving. SIGTERM first marks the model not ready, then uvicorn stops accepting connections,
+finishes every in-flight request and exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import uvicorn
+
+from shim.contract.kernel import Kernel, read_kernel
+from shim.server.app import InferenceApp
+from shim.server.logs import configure_logging
+from shim.server.settings import ServerSettings
+from shim.runtimes.cpu_quota import available_cpus
+
+SETTINGS_ENV = "KERNELSHIM_SERVE_SETTINGS_JSON"
+log = logging.getLogger("shim.server")
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, marking the model not ready as soon as a shutdown signal arrives."""
+
+    def __init__(self, config: uvicorn.Config, app: InferenceApp) -> None:
+        super().__init__(config)
+        self.inference_app = app
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.inference_app.service.drain()
+        log.info("shutdown signal received; draining", extra={"in_flight": self.inference_app.in_flight})
+        super().handle_exit(sig, frame)
+
+
+def _per_worker_threads(settings: ServerSettings) -> int:
+    return settings.threads or max(1, available_cpus() // max(1, settings.workers))
+
+
+def build_app(settings: ServerSettings, kernel: Kernel | None = None) -> InferenceApp:
+    kernel = kernel or read_kernel(settings.kernel_dir)
+    settings = ServerSettings(**{**settings.__dict__, "threads": _per_worker_threads(settings)})
+    return InferenceApp(kernel, settings)
+
+
+def app_from_environment() -> InferenceApp:
+    """Factory for uvicorn's multi-process mode: each worker rebuilds the app from the settings."""
+    settings = ServerSettings.from_json(os.environ[SETTINGS_ENV])
+    configure_logging(settings.log_format, settings.log_level)
+    return build_app(settings)
+
+
+def _uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "http": "httptools",
+        "loop": "uvloop" if os.name != "nt" else "asyncio",
+        "lifespan": "on",
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": settings.graceful_timeout_s,
+        "backlog": 2048,
+        "timeout_keep_alive": 30,
+        "server_header": False,
+    }
+
+
+def serve(settings: ServerSettings, kernel: Kernel) -> int:
+    configure_logging(settings.log_format, settings.log_level)
+    if settings.workers > 1:
+        os.environ[SETTINGS_ENV] = settings.to_json()
+        uvicorn.run("shim.server.main:app_from_environment", factory=True, workers=settings.workers,
+                    **_uvicorn_options(settings))
+        return 0
+    app = build_app(settings, kernel)
+    server = DrainingServer(uvicorn.Config(app, **_uvicorn_options(settings)), app)
+    log.info("starting", extra={"model": kernel.name, "version": kernel.version, "host": settings.host,
+                                "port": settings.port, "device": settings.device, "threads": app.settings.threads})
+    server.run()
+    return 0 if server.started else 1

@@ -1,0 +1,102 @@
+"""The served model's life cycle: load in the background, self-check, ready, drain.
+
+The HTTP server is live before the model is loaded so that probes and operators can see why a
+model is not ready; the reason (load error, failing golden sample) is on /v2/health/ready and in
+the log, and the process stays up instead of crash-looping without an explanation.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from shim.contract.kernel import Kernel
+from shim.contract.samples import load_samples, run_samples
+from shim.runtimes.base import Runtime, load_runtime
+from shim.server.batcher import Batcher
+from shim.server.metrics import ServerMetrics
+from shim.server.settings import ServerSettings
+
+log = logging.getLogger("shim.server")
+
+LOADING, READY, FAILED, DRAINING = "loading", "ready", "failed", "draining"
+
+
+class ModelService:
+    def __init__(self, kernel: Kernel, settings: ServerSettings, metrics: ServerMetrics,
+                 in_flight: Callable[[], int]) -> None:
+        self.kernel = kernel
+        self.settings = settings
+        self.metrics = metrics
+        self.state = LOADING
+        self.reason = "the model is loading"
+        self.runtime: Runtime | None = None
+        self.batcher: Batcher | None = None
+        self._in_flight = in_flight
+        self._loader: threading.Thread | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state == READY
+
+    def start(self) -> None:
+        self._loader = threading.Thread(target=self._load, name="shim-model-loader", daemon=True)
+        self._loader.start()
+
+    def wait_loaded(self, timeout: float | None = None) -> None:
+        if self._loader is not None:
+            self._loader.join(timeout)
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            runtime = load_runtime(self.kernel, device=self.settings.device, threads=self.settings.threads or None)
+        except Exception as exc:  # any load failure keeps the server up, not ready, with the reason
+            self._fail(f"model failed to load: {exc}")
+            return
+        self.runtime = runtime
+        log.info("runtime selected", extra={"runtime": runtime.describe()})
+        if runtime.device.fallback_reason:
+            log.warning("device fallback", extra={"reason": runtime.device.fallback_reason})
+        samples, findings = load_samples(self.kernel)
+        findings += run_samples(self.kernel, runtime, samples)
+        if findings:
+            self._fail("golden sample self-check failed: " + "; ".join(f.render().replace("\n", " ") for f in findings))
+            return
+        self.batcher = Batcher(
+            runtime, self.metrics,
+            max_batch_size=self.kernel.batching.max_batch_size,
+            max_queue_delay_us=self.kernel.batching.max_queue_delay_us,
+            max_queue_size=self.settings.max_queue_size,
+            in_flight=self._in_flight,
+        )
+        seconds = time.perf_counter() - started
+        self.metrics.load_seconds.set(seconds)
+        if self.state == LOADING:
+            self.state, self.reason = READY, "ready"
+            self.metrics.ready.set(1)
+        log.info("model ready", extra={"model": self.kernel.name, "version": self.kernel.version,
+                                       "load_seconds": round(seconds, 3), "golden_samples": len(samples)})
+
+    def _fail(self, reason: str) -> None:
+        self.state, self.reason = FAILED, reason
+        self.metrics.ready.set(0)
+        log.error("model not ready", extra={"reason": reason})
+
+    def drain(self) -> None:
+        """Stop reporting ready (load balancers stop sending) while in-flight requests finish."""
+        if self.state == READY:
+            self.state, self.reason = DRAINING, "the server is shutting down"
+            self.metrics.ready.set(0)
+
+    def stop(self) -> None:
+        if self.batcher is not None:
+            self.batcher.stop(self.settings.graceful_timeout_s)
+        if self.runtime is not None:
+            self.runtime.close()
+
+    def describe_runtime(self) -> dict[str, Any]:
+        return self.runtime.describe() if self.runtime else {"state": self.state}

@@ -1,0 +1,82 @@
+"""Server settings: command-line options first, then ``KERNELSHIM_*`` environment variables.
+
+Containers are configured through the environment (Kubernetes, the Terraform module), people
+through flags; both end up in one frozen ``ServerSettings``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+ENV_PREFIX = "KERNELSHIM_"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    kernel_dir: str = "/kernel"
+    host: str = "0.0.0.0"
+    port: int = 8080
+    device: str = "auto"
+    log_format: str = "json"
+    log_level: str = "info"
+    workers: int = 1
+    threads: int = 0  # runtime threads per worker; 0 = CPU quota / workers
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_elements_per_tensor: int = 16 * 1024 * 1024
+    max_queue_size: int = 1024
+    graceful_timeout_s: float = 30.0
+    retry_after_s: int = 1
+    # access control and audit
+    auth_tokens: tuple[str, ...] = field(default_factory=tuple)
+    audit_log: bool = False
+    audit_log_inputs: bool = False
+    rate_limit_per_s: float = 0.0  # per client; 0 disables
+    rate_limit_burst: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServerSettings:
+        data = json.loads(text)
+        data["auth_tokens"] = tuple(data.get("auth_tokens") or ())
+        return cls(**data)
+
+
+def _coerce(name: str, kind: Any, raw: str) -> Any:
+    try:
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+        if kind in (bool, "bool"):
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if name == "auth_tokens":
+            return tuple(t.strip() for t in raw.split(",") if t.strip())
+        return raw
+    except ValueError:
+        raise ValueError(f"environment variable {ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from None
+
+
+def settings_from_env(overrides: dict[str, Any], environ: dict[str, str] | None = None) -> ServerSettings:
+    """Defaults < environment < explicit overrides (flags that were given)."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    for item in fields(ServerSettings):
+        key = ENV_PREFIX + item.name.upper()
+        if key in environ:
+            values[item.name] = _coerce(item.name, item.type, environ[key])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    token_file = environ.get(ENV_PREFIX + "AUTH_TOKENS_FILE")
+    if token_file and not values.get("auth_tokens"):
+        with open(token_file, encoding="utf-8") as handle:
+            values["auth_tokens"] = tuple(line.strip() for line in handle if line.strip())
+    return ServerSettings(**values)
