@@ -1,0 +1,96 @@
+# Platform inputs: Ops choose these per cluster and environment. They do not come from the
+# kernel's contract, so `shim tf vars` does not emit them; each has a safe default.
+
+variable "namespace" {
+  description = "Namespace the endpoint is deployed into. It must exist; the module does not create it."
+  type        = string
+  default     = "models"
+
+  validation {
+    condition     = var.namespace != "default" && length(var.namespace) <= 63 && can(regex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", var.namespace))
+    error_message = "The namespace must be a DNS-1123 label other than \"default\"."
+  }
+}
+
+variable "serving_mode" {
+  description = "\"deployment\": a plain Deployment, Service and HorizontalPodAutoscaler. \"kserve\": a KServe InferenceService that runs the shim image as a custom Open Inference Protocol (v2) runtime (needs KServe's CRDs in the cluster)."
+  type        = string
+  default     = "deployment"
+
+  validation {
+    condition     = contains(["deployment", "kserve"], var.serving_mode)
+    error_message = "The serving_mode must be \"deployment\" or \"kserve\"."
+  }
+}
+
+variable "port" {
+  description = "Port the shim server listens on inside the container."
+  type        = number
+  default     = 8080
+
+  validation {
+    condition     = var.port >= 1024 && var.port <= 65535 && floor(var.port) == var.port
+    error_message = "The port must be an unprivileged port (1024-65535): the container runs as non-root."
+  }
+}
+
+variable "min_replicas" {
+  description = "Fewest replicas the autoscaler keeps."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.min_replicas >= 1 && floor(var.min_replicas) == var.min_replicas
+    error_message = "The min_replicas must be a whole number of at least 1."
+  }
+}
+
+variable "max_replicas" {
+  description = "Most replicas the autoscaler may run. GPUs claimed at full scale are gpu x max_replicas; the plan gate caps their total."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.max_replicas >= 1 && var.max_replicas <= 100 && floor(var.max_replicas) == var.max_replicas
+    error_message = "The max_replicas must be a whole number from 1 to 100."
+  }
+}
+
+variable "target_cpu_utilization_percent" {
+  description = "Average CPU utilization (percent of the request) the autoscaler aims for."
+  type        = number
+  default     = 70
+
+  validation {
+    condition     = var.target_cpu_utilization_percent >= 10 && var.target_cpu_utilization_percent <= 95
+    error_message = "The target_cpu_utilization_percent must be between 10 and 95."
+  }
+}
+
+variable "allowed_ingress_namespaces" {
+  description = "Namespaces (besides the endpoint's own) whose pods may call the endpoint, e.g. the ingress controller's and the monitoring namespace. All other ingress is denied by the NetworkPolicy."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for ns in var.allowed_ingress_namespaces : can(regex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", ns))])
+    error_message = "Every entry of allowed_ingress_namespaces must be a namespace name (DNS-1123 label)."
+  }
+}
+
+variable "service_account_name" {
+  description = "Service account the pods run as. The shim needs no Kubernetes API access; its token is not mounted."
+  type        = string
+  default     = "default"
+}
+
+variable "kserve_deployment_mode" {
+  description = "KServe deployment mode when serving_mode is \"kserve\": RawDeployment (plain Deployment + HPA managed by KServe) or Serverless (Knative)."
+  type        = string
+  default     = "RawDeployment"
+
+  validation {
+    condition     = contains(["RawDeployment", "Serverless"], var.kserve_deployment_mode)
+    error_message = "The kserve_deployment_mode must be RawDeployment or Serverless."
+  }
+}
