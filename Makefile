@@ -38,6 +38,7 @@ lint: install-dev
 tools:
 	bash .ci/install-containers.sh
 	bash .ci/install-terraform.sh
+	bash .ci/install-checkov.sh
 
 test: install-dev tools
 	PATH="$(CURDIR)/.ci/bin:$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -ra tests

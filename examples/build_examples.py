@@ -52,7 +52,8 @@ def build_iris(out: Path, work: Path) -> None:
     kernel = scaffold_kernel("iris-classifier", model, out / "iris-classifier", max_batch_size=64)
     _finish(
         kernel,
-        description="Logistic regression on the four iris measurements (cm); returns the class and its probabilities.",
+        description="Logistic regression on the four iris measurements (cm); "
+        "returns the class and its probabilities.",
         training_dataset="https://archive.ics.uci.edu/dataset/53/iris",
         tolerance={"atol": 1e-5, "rtol": 1e-4},
         resources={"cpu": "1", "memory": "512Mi", "gpu": 0},

@@ -56,6 +56,14 @@ CODES: dict[str, str] = {
     "KS506": "too many requirements",
     "KS507": "duplicate requirement",
     "KS508": "requirement has an environment marker or extras that change what is installed",
+    # Terraform plan gate (policies/plan_policy.yaml); `path` is the resource address
+    "KS601": "plan deletes or replaces a protected endpoint resource",
+    "KS602": "required label missing or empty",
+    "KS603": "required tag missing or empty",
+    "KS604": "GPU total over the cap",
+    "KS605": "image not pinned by digest",
+    "KS606": "image from a location that is not allowed",
+    "KS607": "value the gate must check is unknown until apply",
 }
 
 

@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="serve a kernel over the KServe v2 / Triton REST protocol",
         description="Validate the kernel, start the server, load the model, run the golden samples as a "
-        "self-check, then report ready. Options can also be set as KERNELSHIM_<OPTION> environment variables.",
+        "self-check, then report ready. Options can also be set as KERNELSHIM_<OPTION> environment "
+        "variables.",
     )
     parser.add_argument("kernel", type=Path, metavar="KERNEL_DIR")
     parser.add_argument("--host", default=None, help="address to bind (default 0.0.0.0)")
@@ -23,10 +24,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--log-format", choices=("json", "text"), default=None)
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None)
     parser.add_argument("--workers", type=int, default=None, help="server processes (each loads the model)")
-    parser.add_argument("--threads", type=int, default=None, help="runtime threads per worker (default: CPU quota)")
-    parser.add_argument("--max-body-bytes", type=int, default=None, help="largest request body (default 64 MiB)")
-    parser.add_argument("--max-queue-size", type=int, default=None, help="requests that may wait (default 1024)")
-    parser.add_argument("--policy-dir", type=Path, help="directory whose policy files replace the shipped ones")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="runtime threads per worker (default: CPU quota)")
+    parser.add_argument("--max-body-bytes", type=int, default=None,
+                        help="largest request body (default 64 MiB)")
+    parser.add_argument("--max-queue-size", type=int, default=None,
+                        help="requests that may wait (default 1024)")
+    parser.add_argument("--policy-dir", type=Path,
+                        help="directory whose policy files replace the shipped ones")
     parser.set_defaults(handler=run)
 
 
@@ -43,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from_env({
             "kernel_dir": str(args.kernel), "host": args.host, "port": args.port, "device": args.device,
             "log_format": args.log_format, "log_level": args.log_level, "workers": args.workers,
-            "threads": args.threads, "max_body_bytes": args.max_body_bytes, "max_queue_size": args.max_queue_size,
+            "threads": args.threads, "max_body_bytes": args.max_body_bytes,
+            "max_queue_size": args.max_queue_size,
         })
         parse_device(settings.device)
         policies = load_policies(args.policy_dir)

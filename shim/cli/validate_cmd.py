@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("kernels", nargs="+", type=Path, metavar="KERNEL_DIR")
     parser.add_argument("--format", choices=("text", "json", "github"), default="text")
     parser.add_argument("--junit", type=Path, metavar="FILE", help="also write a JUnit XML report")
-    parser.add_argument("--policy-dir", type=Path, help="directory whose policy files replace the shipped ones")
+    parser.add_argument("--policy-dir", type=Path,
+                        help="directory whose policy files replace the shipped ones")
     parser.add_argument("--skip-samples", action="store_true", help="do not run the golden samples")
     parser.set_defaults(handler=run)
 

@@ -1,1 +1,2 @@
-"""The kernel contract: reading kernels (``kernel``), checking them (``validator``), reporting (``report``)."""
+"""The kernel contract: reading kernels (``kernel``), checking them (``validator``),
+reporting (``report``)."""

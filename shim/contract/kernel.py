@@ -11,16 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shim.contract.layout import METADATA_FILE, PLACEHOLDER, REQUIREMENTS_FILE, SAMPLES_DIR
 from shim.contract.schemas import METADATA_SCHEMA, describe_expectation, json_path, schema_errors
 from shim.findings import Finding
 from shim.protocol.datatypes import DATATYPES, DataType
 from shim.strict_json import StrictJSONError, loads_strict
 
-METADATA_FILE = "model_metadata.json"
-REQUIREMENTS_FILE = "requirements.txt"
-SAMPLES_DIR = "samples"
-#: Marker `shim init` writes where only a person can supply the value; validation fails until replaced.
-PLACEHOLDER = "FILL_ME"
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-4
 

@@ -32,9 +32,12 @@ def check_model_file(kernel: Kernel, artifact_policy: dict[str, Any]) -> list[Fi
     if kernel.metadata["model_file"] not in allowed:
         findings.append(Finding(
             "KS102", file, "$.model_file",
-            f"{kernel.metadata['model_file']!r} is not an allowed model file name for framework {kernel.framework!r}",
-            expected=" or ".join(allowed) or f"no files: framework {kernel.framework!r} is not allowed by policy",
-            fix=f"rename the model to {allowed[0]} and update model_file" if allowed else "use an allowed framework",
+            f"{kernel.metadata['model_file']!r} is not an allowed model file name for framework "
+            f"{kernel.framework!r}",
+            expected=" or ".join(allowed)
+            or f"no files: framework {kernel.framework!r} is not allowed by policy",
+            fix=f"rename the model to {allowed[0]} and update model_file" if allowed
+            else "use an allowed framework",
         ))
     path = kernel.model_path
     if not path.is_file():
@@ -65,7 +68,8 @@ def _external_data_findings(model: onnx.ModelProto, kernel: Kernel) -> list[Find
                 "KS105", str(kernel.model_path), f"initializer {tensor.name!r}",
                 f"external data location {location!r} is {problem}",
                 expected="weights inside the model file, or external data files inside the kernel directory",
-                fix="re-save with onnx.save_model(model, path, save_as_external_data=False) for models under 2 GB",
+                fix="re-save with onnx.save_model(model, path, save_as_external_data=False) "
+                "for models under 2 GB",
             ))
     return findings
 
@@ -152,7 +156,9 @@ def compare_onnx_signature(kernel: Kernel, model: onnx.ModelProto) -> list[Findi
     return findings
 
 
-def _compare_tensor(file: str, where: str, spec: TensorSpec, elem_type: int, dims: list[int | None]) -> list[Finding]:
+def _compare_tensor(
+    file: str, where: str, spec: TensorSpec, elem_type: int, dims: list[int | None]
+) -> list[Finding]:
     findings = []
     graph_type = from_onnx(elem_type)
     if graph_type is None or graph_type.name != spec.datatype.name:
@@ -160,7 +166,8 @@ def _compare_tensor(file: str, where: str, spec: TensorSpec, elem_type: int, dim
             "KS203", file, f"{where}.datatype",
             f"{spec.name!r} is declared {spec.datatype.name} but the model's element type is "
             f"{onnx_type_name(elem_type)}",
-            expected=graph_type.name if graph_type else f"a v2 datatype (the model uses {onnx_type_name(elem_type)})",
+            expected=graph_type.name if graph_type
+            else f"a v2 datatype (the model uses {onnx_type_name(elem_type)})",
             fix=f"set datatype to {graph_type.name}" if graph_type else "cast the tensor in the model",
         ))
     if len(dims) != len(spec.shape):
@@ -172,7 +179,7 @@ def _compare_tensor(file: str, where: str, spec: TensorSpec, elem_type: int, dim
             expected=str(shown), fix=f"set shape to {shown}",
         ))
         return findings
-    for axis, (declared, actual) in enumerate(zip(spec.shape, dims)):
+    for axis, (declared, actual) in enumerate(zip(spec.shape, dims, strict=True)):
         if actual is None and declared != -1:
             findings.append(Finding(
                 "KS206", file, f"{where}.shape[{axis}]",

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from shim.contract.kernel import Kernel, Tolerance
+from shim.contract.kernel import Kernel, TensorSpec, Tolerance
 from shim.contract.schemas import SAMPLE_SCHEMA, describe_expectation, json_path, schema_errors
 from shim.findings import Finding
-from shim.protocol.codec import ProtocolError, decode_request, decode_tensor, Limits
-from shim.protocol.datatypes import DATATYPES
+from shim.protocol.codec import Limits, ProtocolError, decode_request, decode_tensor
+from shim.protocol.datatypes import from_numpy
 from shim.strict_json import StrictJSONError, loads_strict
 
 
@@ -69,10 +69,59 @@ def _expected_array(entry: dict[str, Any], kernel: Kernel) -> np.ndarray:
     spec = next((o for o in kernel.outputs if o.name == entry["name"]), None)
     if spec is None:
         raise ProtocolError(f"expected output {entry['name']!r} is not an output of the contract")
-    from shim.contract.kernel import TensorSpec
-
-    loose = TensorSpec(spec.name, DATATYPES[entry["datatype"]], tuple(-1 for _ in entry["shape"]), True)
+    if entry["datatype"] != spec.datatype.name:
+        raise ProtocolError(
+            f"expected output {spec.name!r} has datatype {entry['datatype']}; the contract declares "
+            f"{spec.datatype.name}"
+        )
+    loose = TensorSpec(spec.name, spec.datatype, tuple(-1 for _ in entry["shape"]), True)
     return decode_tensor(entry, loose, None, Limits())
+
+
+def _as_bytes(item: Any) -> Any:
+    """onnxruntime returns strings as ``str``, the protocol decodes BYTES as ``bytes``: compare as bytes."""
+    return item.encode("utf-8") if isinstance(item, str) else item
+
+
+def check_output_signature(kernel: Kernel, actual: dict[str, np.ndarray], sample: Path) -> list[Finding]:
+    """What the model really returned against the declared outputs: datatype, rank and static dims.
+
+    The ONNX graph may leave output shapes symbolic and a TorchScript module declares nothing, so
+    only running the model shows whether responses would match the contract clients rely on.
+    """
+    file = str(kernel.metadata_path)
+    findings: list[Finding] = []
+    for index, spec in enumerate(kernel.outputs):
+        got = actual.get(spec.name)
+        where = f"$.outputs[{index}]"
+        if got is None:
+            continue  # reported per sample as KS305
+        got_type = from_numpy(got.dtype)
+        if got_type is None or got_type.name != spec.datatype.name:
+            shown = got_type.name if got_type else str(got.dtype)
+            findings.append(Finding(
+                "KS203", file, f"{where}.datatype",
+                f"{spec.name!r} is declared {spec.datatype.name} but the model returned {shown} "
+                f"(running {sample.name})",
+                expected=shown, fix=f"set datatype to {shown}, or cast the output in the model",
+            ))
+        if got.ndim != len(spec.shape):
+            findings.append(Finding(
+                "KS204", file, f"{where}.shape",
+                f"{spec.name!r} is declared with shape {list(spec.shape)} but the model returned shape "
+                f"{list(got.shape)} (running {sample.name})",
+                expected=f"{got.ndim} dimensions", fix="correct the declared shape",
+            ))
+            continue
+        for axis, (declared, size) in enumerate(zip(spec.shape, got.shape, strict=True)):
+            if declared != -1 and declared != size:
+                findings.append(Finding(
+                    "KS205", file, f"{where}.shape[{axis}]",
+                    f"{spec.name!r} dimension {axis} is declared {declared} but the model returned {size} "
+                    f"(running {sample.name})",
+                    expected=str(size), fix=f"set shape[{axis}] to {size} (or -1 if it varies)",
+                ))
+    return findings
 
 
 def compare_outputs(sample: GoldenSample, actual: dict[str, np.ndarray], kernel: Kernel) -> list[Finding]:
@@ -99,12 +148,15 @@ def compare_outputs(sample: GoldenSample, actual: dict[str, np.ndarray], kernel:
             ))
             continue
         if expected.dtype == object or got.dtype == object:
-            mismatch = [i for i, (a, b) in enumerate(zip(got.ravel(), expected.ravel())) if a != b]
+            pairs = zip(map(_as_bytes, got.ravel()), map(_as_bytes, expected.ravel()), strict=True)
+            mismatch = [i for i, (a, b) in enumerate(pairs) if a != b]
             if mismatch:
+                first = mismatch[0]
                 findings.append(Finding(
-                    "KS305", file, f"{where}.data[{mismatch[0]}]",
-                    f"output {name!r} element {mismatch[0]} is {got.ravel()[mismatch[0]]!r}",
-                    expected=repr(expected.ravel()[mismatch[0]]), fix="regenerate the sample or fix the model",
+                    "KS305", file, f"{where}.data[{first}]",
+                    f"output {name!r} element {first} is {_as_bytes(got.ravel()[first])!r}",
+                    expected=repr(_as_bytes(expected.ravel()[first])),
+                    fix="regenerate the sample or fix the model",
                 ))
             continue
         got64 = got.astype(np.float64)
@@ -117,10 +169,10 @@ def compare_outputs(sample: GoldenSample, actual: dict[str, np.ndarray], kernel:
             findings.append(Finding(
                 "KS305", file, f"{where}.data[{worst}]",
                 f"output {name!r} differs in {int(bad.sum())} of {bad.size} elements; worst at flat index "
-                f"{worst}: got {got64.ravel()[worst]!r}, expected {exp64.ravel()[worst]!r} "
+                f"{worst}: got {got64.ravel()[worst].item()!r}, expected {exp64.ravel()[worst].item()!r} "
                 f"(|diff| {diff.ravel()[worst]:.3g} > atol {sample.tolerance.atol:g} + rtol "
                 f"{sample.tolerance.rtol:g} * |expected|)",
-                expected=f"{exp64.ravel()[worst]!r} within the tolerance",
+                expected=f"{exp64.ravel()[worst].item()!r} within the tolerance",
                 fix="if the model changed on purpose, regenerate the sample; else find the regression",
             ))
     return findings
@@ -132,6 +184,7 @@ def run_samples(kernel: Kernel, runtime: Any, samples: list[GoldenSample]) -> li
     specs = {t.name: t for t in kernel.inputs}
     output_names = [t.name for t in kernel.outputs]
     limits = Limits(max_batch_size=kernel.batching.max_batch_size)
+    signature_reported: set[tuple[str, str]] = set()
     for sample in samples:
         try:
             decoded = decode_request(sample.request, specs, output_names, None, limits)
@@ -145,9 +198,15 @@ def run_samples(kernel: Kernel, runtime: Any, samples: list[GoldenSample]) -> li
             actual = runtime.predict(decoded.inputs)
         except Exception as exc:
             findings.append(Finding(
-                "KS304", str(sample.path), "$.request", f"inference failed: {type(exc).__name__}: {str(exc)[:400]}",
-                expected="the model runs on the sample", fix="check input dtypes and shapes against the model",
+                "KS304", str(sample.path), "$.request",
+                f"inference failed: {type(exc).__name__}: {str(exc)[:400]}",
+                expected="the model runs on the sample",
+                fix="check input dtypes and shapes against the model",
             ))
             continue
+        for finding in check_output_signature(kernel, actual, sample.path):
+            if (finding.code, finding.path) not in signature_reported:  # once, not once per sample
+                signature_reported.add((finding.code, finding.path))
+                findings.append(finding)
         findings += compare_outputs(sample, actual, kernel)
     return findings

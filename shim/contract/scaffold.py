@@ -15,7 +15,7 @@ import numpy as np
 
 from shim.contract.kernel import PLACEHOLDER, TensorSpec, kernel_from_metadata
 from shim.protocol.codec import tensor_to_json_data
-from shim.protocol.datatypes import DATATYPES, from_onnx, onnx_type_name
+from shim.protocol.datatypes import DATATYPES, from_onnx, from_torch, onnx_type_name
 
 MODEL_FILES = {".onnx": ("onnx", "model.onnx"), ".pt": ("torchscript", "model.pt")}
 
@@ -31,11 +31,15 @@ def parse_tensor_option(text: str) -> dict[str, Any]:
         raise ScaffoldError(f"--input {text!r}: expected name:DTYPE:SHAPE, e.g. x:FP32:-1x8")
     name, datatype, shape_text = parts
     if datatype.upper() not in DATATYPES:
-        raise ScaffoldError(f"--input {text!r}: unknown datatype {datatype!r}; use one of {', '.join(DATATYPES)}")
+        raise ScaffoldError(
+            f"--input {text!r}: unknown datatype {datatype!r}; use one of {', '.join(DATATYPES)}"
+        )
     try:
         shape = [int(d) for d in shape_text.replace("x", ",").split(",") if d]
     except ValueError:
-        raise ScaffoldError(f"--input {text!r}: shape must be integers separated by x or ',' (-1 = dynamic)") from None
+        raise ScaffoldError(
+            f"--input {text!r}: shape must be integers separated by x or ',' (-1 = dynamic)"
+        ) from None
     if not name or any(d == 0 or d < -1 for d in shape):
         raise ScaffoldError(f"--input {text!r}: needs a name and dimensions that are positive or -1")
     return {"name": name, "datatype": datatype.upper(), "shape": shape}
@@ -59,7 +63,8 @@ def onnx_signature(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any
             datatype = from_onnx(tensor_type.elem_type)
             if datatype is None:
                 raise ScaffoldError(
-                    f"{path}: tensor {value.name!r} has element type {onnx_type_name(tensor_type.elem_type)}, "
+                    f"{path}: tensor {value.name!r} has element type "
+                    f"{onnx_type_name(tensor_type.elem_type)}, "
                     "which the v2 protocol cannot carry"
                 )
             shape = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim]
@@ -122,10 +127,12 @@ def _torchscript_outputs(model_path: Path, inputs: list[dict[str, Any]]) -> list
         ["output"] if len(values) == 1 else [f"output_{i}" for i in range(len(values))])
     batched = any(t["shape"] and t["shape"][0] == -1 for t in inputs)
     outputs = []
-    for name, value in zip(names, values):
-        datatype = next((d for d in DATATYPES.values() if d.torch_name == str(value.dtype).removeprefix("torch.")), None)
+    for name, value in zip(names, values, strict=True):
+        datatype = from_torch(value.dtype)
         if datatype is None:
-            raise ScaffoldError(f"{model_path}: output {name!r} has dtype {value.dtype}, which the v2 protocol cannot carry")
+            raise ScaffoldError(
+                f"{model_path}: output {name!r} has dtype {value.dtype}, which the v2 protocol cannot carry"
+            )
         shape = list(value.shape)
         if batched and shape:
             shape[0] = -1
@@ -155,7 +162,9 @@ def scaffold_kernel(
         inputs = declared_inputs
     else:
         if not inputs:
-            raise ScaffoldError("TorchScript models carry no typed signature: give each input as --input name:DTYPE:SHAPE")
+            raise ScaffoldError(
+                "TorchScript models carry no typed signature: give each input as --input name:DTYPE:SHAPE"
+            )
         outputs = _torchscript_outputs(model, inputs)
     if destination.exists() and any(destination.iterdir()):
         raise ScaffoldError(f"{destination}: already exists and is not empty")

@@ -8,10 +8,10 @@ everything in one go.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shim.contract.handler_check import check_handler
 from shim.contract.kernel import Kernel, kernel_from_metadata, read_metadata
 from shim.contract.model_check import (
     check_model_file,
@@ -19,6 +19,7 @@ from shim.contract.model_check import (
     compare_onnx_signature,
     load_onnx,
 )
+from shim.contract.results import ValidationReport
 from shim.contract.samples import load_samples, run_samples
 from shim.findings import Finding
 from shim.policy.artifacts import check_artifacts
@@ -26,24 +27,16 @@ from shim.policy.dependencies import check_requirements
 from shim.policy.loader import Policies, load_policies
 from shim.runtimes.base import Runtime, RuntimeLoadError, load_runtime
 
-
-@dataclass
-class ValidationReport:
-    kernel_dir: Path
-    findings: list[Finding] = field(default_factory=list)
-    kernel: Kernel | None = None
-    runtime: Runtime | None = None
-    samples_run: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.findings
+__all__ = ["ValidationReport", "validate_kernel", "validate_many"]
 
 
 def _model_blocked(findings: list[Finding], model_path: Path) -> bool:
     """A model file with dangerous or unknown pickle content must never reach a loader."""
-    prefix = str(model_path)
-    return any(f.code in {"KS403", "KS404", "KS406", "KS405"} and f.file.startswith(prefix) for f in findings)
+    model = str(model_path)
+    return any(
+        f.code in {"KS403", "KS404", "KS405", "KS406"} and (f.file == model or f.file.startswith(model + "!"))
+        for f in findings
+    )
 
 
 def validate_kernel(
@@ -81,9 +74,11 @@ def validate_kernel(
     if metadata is None or findings:
         return report
     kernel = report.kernel = kernel_from_metadata(root, metadata)
+    report.findings += check_handler(kernel)
     file_findings = check_model_file(kernel, policies.artifact)
     report.findings += file_findings
-    if any(f.code in {"KS101", "KS103"} for f in file_findings) or _model_blocked(report.findings, kernel.model_path):
+    model_unusable = any(f.code in {"KS101", "KS103"} for f in file_findings)
+    if model_unusable or _model_blocked(report.findings, kernel.model_path):
         return report
 
     if not load_model:

@@ -9,13 +9,19 @@ from __future__ import annotations
 import fnmatch
 import os
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from shim.findings import Finding
-from shim.policy.pickle_scan import looks_like_pickle, scan_pickle_bytes
+from shim.policy.pickle_scan import (
+    MAX_SNIFF_BYTES,
+    is_headerless_pickle,
+    looks_like_pickle,
+    scan_pickle_bytes,
+)
 
 MAX_ARCHIVE_DEPTH = 3
 MAX_MEMBER_BYTES = 512 * 1024 * 1024
@@ -43,7 +49,8 @@ def walk_kernel(root: Path) -> tuple[list[KernelFile], list[Finding]]:
                 escapes = not resolved.is_relative_to(root.resolve())
                 findings.append(Finding(
                     "KS405", str(path), "",
-                    f"is a symbolic link to {target!r}" + (" which points outside the kernel" if escapes else ""),
+                    f"is a symbolic link to {target!r}"
+                    + (" which points outside the kernel" if escapes else ""),
                     expected="regular files only (images and uploads copy links ambiguously)",
                     fix="replace the link with the file itself, or remove it",
                 ))
@@ -90,7 +97,8 @@ def _pickle_findings(
     if scan.error:
         findings.append(Finding(
             "KS406", display, "", scan.error,
-            expected="a well-formed pickle stream", fix="re-export the artifact; the file may be truncated or tampered with",
+            expected="a well-formed pickle stream",
+            fix="re-export the artifact; the file may be truncated or tampered with",
         ))
     return findings
 
@@ -107,12 +115,21 @@ def _scan_zip(
                 member = f"{display}!{info.filename}"
                 if info.is_dir():
                     continue
-                if info.file_size > MAX_MEMBER_BYTES:
-                    continue  # tensor storage blobs; not pickles worth reading whole
                 with archive.open(info) as handle:
                     head = handle.read(2)
-                if not (info.filename.endswith((".pkl", ".pickle")) or looks_like_pickle(head)
-                        or head == b"PK"):
+                named_or_headed = (info.filename.endswith((".pkl", ".pickle")) or looks_like_pickle(head)
+                                   or head == b"PK")
+                if info.file_size > MAX_MEMBER_BYTES:
+                    if named_or_headed:  # a pickle (or archive) this large is not a model's; never skip it
+                        findings.append(Finding(
+                            "KS406", member, "",
+                            f"pickle or archive member of {info.file_size:,} bytes is too large to scan",
+                            expected=f"pickle members under {MAX_MEMBER_BYTES:,} bytes",
+                            fix="re-export the model; tensor data belongs in storage members, not pickles",
+                        ))
+                    continue  # tensor storage blobs; not pickles worth reading whole
+                if not named_or_headed and (info.file_size > MAX_SNIFF_BYTES
+                                            or not is_headerless_pickle(archive.read(info))):
                     continue
                 data = archive.read(info)
                 if data[:2] == b"PK" and depth < MAX_ARCHIVE_DEPTH:
@@ -121,7 +138,8 @@ def _scan_zip(
                     findings += _scan_zip(io.BytesIO(data), member, policy, depth + 1, False)
                 else:
                     findings += _pickle_findings(data, member, policy, allowed, context)
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+        # RuntimeError: an encrypted member, which cannot be scanned
         findings.append(Finding(
             "KS406", display, "", f"unreadable zip archive: {exc}",
             expected="a well-formed archive", fix="re-export the artifact",
@@ -129,16 +147,23 @@ def _scan_zip(
     return findings
 
 
-def scan_file_contents(file: KernelFile, policy: dict[str, Any], model_file: str | None, framework: str | None) -> list[Finding]:
+def scan_file_contents(
+    file: KernelFile, policy: dict[str, Any], model_file: str | None, framework: str | None
+) -> list[Finding]:
     """Pickle scan of one file: plain pickles, and pickles inside zip archives (recursively)."""
     with file.path.open("rb") as handle:
         head = handle.read(4)
     is_model = file.relative == model_file
     if head[:2] == b"PK" and zipfile.is_zipfile(file.path):
-        return _scan_zip(file.path, str(file.path), policy, 0, torchscript=is_model and framework == "torchscript")
+        torchscript = is_model and framework == "torchscript"
+        return _scan_zip(file.path, str(file.path), policy, 0, torchscript=torchscript)
     suffix = file.path.suffix.lower()
     if looks_like_pickle(head) or suffix in (".pkl", ".pickle", ".joblib", ".dill"):
         return _pickle_findings(file.path.read_bytes(), str(file.path), policy, [], "plain pickle files")
+    if not is_model and file.size <= MAX_SNIFF_BYTES:
+        data = file.path.read_bytes()
+        if is_headerless_pickle(data):  # a protocol 0/1 pickle under an innocent name
+            return _pickle_findings(data, str(file.path), policy, [], "plain pickle files")
     return []
 
 

@@ -130,11 +130,14 @@ def check_requirements(path: Path, policy: dict[str, Any]) -> list[Finding]:
             what = "an environment marker" if requirement.marker is not None else "extras"
             findings.append(Finding(
                 "KS508", file, where, f"{requirement.name} uses {what} ({requirement_text!r})",
-                expected="a plain name==version: the runtime is one fixed platform, extras pull in unpinned packages",
+                expected="a plain name==version: the runtime is one fixed platform, "
+                "extras pull in unpinned packages",
                 fix="drop the marker/extras and list each needed package with its own ==version pin",
             ))
         specifiers = list(requirement.specifier)
-        exact = len(specifiers) == 1 and specifiers[0].operator in ("==", "===") and not specifiers[0].version.endswith("*")
+        # Only '==': '===' (arbitrary equality) compares strings and bypasses version semantics.
+        exact = (len(specifiers) == 1 and specifiers[0].operator == "=="
+                 and not specifiers[0].version.endswith("*"))
         if not exact:
             shown = str(requirement.specifier) or "no version"
             findings.append(Finding(

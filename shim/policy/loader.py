@@ -11,9 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from shim.contract.schemas import json_path, schema_errors
 from shim.resources import policy_path
 
 POLICY_DIR_ENV = "KERNELSHIM_POLICY_DIR"
@@ -37,6 +34,10 @@ def _policy_file(name: str, override_dir: Path | None) -> Path:
 
 
 def load_policy_file(path: Path, schema_name: str) -> dict[str, Any]:
+    import yaml  # imported here: the hooks' cache path only needs ``effective_policy_files``
+
+    from shim.contract.schemas import json_path, schema_errors
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -50,15 +51,22 @@ def load_policy_file(path: Path, schema_name: str) -> dict[str, Any]:
     return data
 
 
-def load_policies(policy_dir: Path | str | None = None) -> Policies:
-    """The effective policies: shipped defaults, each replaced by a file in ``policy_dir`` if present."""
+def effective_policy_files(policy_dir: Path | str | None = None) -> tuple[Path, Path]:
+    """The artifact and dependency policy files in effect, without parsing them.
+
+    The hooks' result cache keys on these files' bytes, so a cache hit needs no YAML or schema work.
+    """
     if policy_dir is None and os.environ.get(POLICY_DIR_ENV):
         policy_dir = os.environ[POLICY_DIR_ENV]
     override = Path(policy_dir) if policy_dir else None
     if override is not None and not override.is_dir():
         raise PolicyError(f"{override}: policy directory does not exist")
-    artifact_file = _policy_file("artifact_policy.yaml", override)
-    dependency_file = _policy_file("dependency_policy.yaml", override)
+    return _policy_file("artifact_policy.yaml", override), _policy_file("dependency_policy.yaml", override)
+
+
+def load_policies(policy_dir: Path | str | None = None) -> Policies:
+    """The effective policies: shipped defaults, each replaced by a file in ``policy_dir`` if present."""
+    artifact_file, dependency_file = effective_policy_files(policy_dir)
     return Policies(
         artifact=load_policy_file(artifact_file, "artifact_policy.schema.json"),
         dependency=load_policy_file(dependency_file, "dependency_policy.schema.json"),

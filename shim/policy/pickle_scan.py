@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import pickletools
+import re
 from dataclasses import dataclass, field
 
 _STRING_OPS = {
@@ -72,3 +73,24 @@ def scan_pickle_bytes(data: bytes) -> PickleScan:
         if not rest.strip(b"\x00\n\r\t "):
             break
     return result
+
+
+_DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+#: Largest headerless file sniffed for a protocol 0/1 pickle (larger ones are tensor blobs).
+MAX_SNIFF_BYTES = 16 * 1024 * 1024
+
+
+def is_headerless_pickle(data: bytes) -> bool:
+    """Protocol 0/1 pickles have no PROTO header, so a renamed one (``vocab.dat``) passes a
+    header check yet ``pickle.load`` runs it. The file counts as a pickle if its start
+    disassembles to a complete pickle (up to STOP; trailing bytes are ignored, as ``pickle.load``
+    ignores them) that imports a global with a real dotted Python name. Random binary data
+    practically never satisfies both, so tensor blobs and text files are not misreported."""
+    stream = io.BytesIO(data)
+    try:
+        for _ in pickletools.genops(stream):
+            pass
+    except Exception:  # not a pickle: the disassembler stops at the first invalid opcode
+        return False
+    scan = scan_pickle_bytes(data[: stream.tell()])
+    return any(_DOTTED_NAME.match(name) for name in scan.globals)

@@ -74,7 +74,7 @@ def _check_shape(spec: TensorSpec, shape: Any, limits: Limits) -> tuple[int, ...
             f"input {spec.name!r}: shape {shape} has {len(shape)} dimensions; the contract declares "
             f"{list(spec.shape)} ({len(spec.shape)} dimensions)"
         )
-    for axis, (got, declared) in enumerate(zip(shape, spec.shape)):
+    for axis, (got, declared) in enumerate(zip(shape, spec.shape, strict=True)):
         if declared != -1 and got != declared:
             raise ProtocolError(
                 f"input {spec.name!r}: dimension {axis} is {got}; the contract declares {declared} "
@@ -180,7 +180,8 @@ def decode_tensor(
     """Turn one v2 request input into an array of the contract's dtype and the request's shape."""
     datatype_name = entry.get("datatype")
     if datatype_name != spec.datatype.name:
-        known = "" if datatype_name in DATATYPES else " (not a v2 datatype)"
+        is_v2 = isinstance(datatype_name, str) and datatype_name in DATATYPES
+        known = "" if is_v2 else " (not a v2 datatype)"
         raise ProtocolError(
             f"input {spec.name!r}: datatype {datatype_name!r}{known} does not match the contract's "
             f"{spec.datatype.name}"
@@ -234,7 +235,9 @@ def _binary_sizes(raw_inputs: Sequence[Any]) -> list[int | None]:
         params = entry.get("parameters") if isinstance(entry, dict) else None
         size = params.get("binary_data_size") if isinstance(params, dict) else None
         if size is not None and (type(size) is not int or size < 0):
-            raise ProtocolError(f"input {entry.get('name')!r}: binary_data_size must be a non-negative integer")
+            raise ProtocolError(
+                f"input {entry.get('name')!r}: binary_data_size must be a non-negative integer"
+            )
         sizes.append(size)
     return sizes
 
@@ -273,7 +276,7 @@ def decode_request(
 
     inputs: dict[str, np.ndarray] = {}
     offset = 0
-    for entry, size in zip(raw_inputs, sizes):
+    for entry, size in zip(raw_inputs, sizes, strict=True):
         name = entry["name"]
         spec = specs.get(name)
         if spec is None:
@@ -291,7 +294,9 @@ def decode_request(
 
     missing = [name for name in specs if name not in inputs]
     if missing:
-        raise ProtocolError(f"missing input(s) {', '.join(map(repr, missing))}; the model needs all of: {', '.join(specs)}")
+        raise ProtocolError(
+            f"missing input(s) {', '.join(map(repr, missing))}; the model needs all of: {', '.join(specs)}"
+        )
     if len(inputs) > 1:
         batch_sizes = {a.shape[0] for a in inputs.values() if a.ndim}
         if limits.max_batch_size and len(batch_sizes) > 1:

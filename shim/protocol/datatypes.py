@@ -69,7 +69,8 @@ def from_onnx(elem_type: int) -> DataType | None:
 
 
 def onnx_type_name(elem_type: int) -> str:
-    return TensorProto.DataType.Name(elem_type) if elem_type in TensorProto.DataType.values() else str(elem_type)
+    known = elem_type in TensorProto.DataType.values()
+    return TensorProto.DataType.Name(elem_type) if known else str(elem_type)
 
 
 def from_torch(dtype: object) -> DataType | None:

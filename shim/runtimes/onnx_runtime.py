@@ -11,7 +11,8 @@ from shim.contract.kernel import Kernel
 from shim.runtimes.base import OutOfMemory, Runtime, RuntimeLoadError
 from shim.runtimes.device import DeviceRequest, choose_onnx_providers
 
-_OOM_MARKERS = ("out of memory", "cudaErrorMemoryAllocation", "CUDA_ERROR_OUT_OF_MEMORY", "bad_alloc")
+_OOM_MARKERS = ("out of memory", "cudaErrorMemoryAllocation", "CUDA_ERROR_OUT_OF_MEMORY", "bad_alloc",
+                "Failed to allocate memory")  # the last: onnxruntime's CPU/BFC arena allocator
 
 
 class OnnxRuntime(Runtime):
@@ -49,4 +50,4 @@ class OnnxRuntime(Runtime):
             if any(marker in str(exc) for marker in _OOM_MARKERS):
                 raise OutOfMemory(str(exc)) from None
             raise
-        return dict(zip(self.output_names, results))
+        return dict(zip(self.output_names, results, strict=False))

@@ -59,7 +59,7 @@ class TorchScriptRuntime(Runtime):
             raise ValueError(
                 f"the model returned {len(values)} output(s); the contract declares {len(self.output_names)}"
             )
-        return dict(zip(self.output_names, values))
+        return dict(zip(self.output_names, values, strict=False))
 
     def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch

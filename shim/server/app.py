@@ -23,9 +23,12 @@ from shim import __version__
 from shim.contract.kernel import Kernel
 from shim.protocol.codec import Limits, ProtocolError, decode_request
 from shim.runtimes.base import OutOfMemory
+from shim.server.audit import AuditLogger, fingerprint
 from shim.server.batcher import ModelFailure, QueueFull
 from shim.server.metrics import ServerMetrics
-from shim.server.model_service import ModelService
+from shim.server.model_service import DRAINING, ModelService
+from shim.server.openapi import OPENAPI_PATH, build_openapi
+from shim.server.ratelimit import RateLimiter
 from shim.server.responses import encode_infer_response, error_body, json_bytes
 from shim.server.settings import ServerSettings
 
@@ -40,6 +43,8 @@ OCTETS = b"application/octet-stream"
 PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch"}
 EXTENSIONS = ["binary_tensor_data", "health", "metrics", "model_configuration", "statistics"]
 OPEN_PATHS = {"/health", "/v2/health/live", "/v2/health/ready", "/metrics"}
+#: Per-request facts the access checks leave in the ASGI scope for the audit line.
+PRINCIPAL_KEY, STARTED_KEY = "kernelshim.principal", "kernelshim.started"
 
 
 class HTTPError(Exception):
@@ -66,6 +71,13 @@ class InferenceApp:
         self.output_names = [t.name for t in kernel.outputs]
         self.limits = Limits(settings.max_elements_per_tensor, kernel.batching.max_batch_size)
         self._tokens = tuple(t.encode() for t in settings.auth_tokens)
+        self._audit = (AuditLogger(kernel.name, kernel.version, settings.audit_log_inputs)
+                       if settings.audit_log else None)
+        self._limiter = (RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+                         if settings.rate_limit_per_s > 0 else None)
+        # one boolean on the hot path when authentication, rate limiting and audit are all off
+        self._guarded = bool(self._tokens) or self._limiter is not None or self._audit is not None
+        self._openapi = json_bytes(build_openapi(kernel, auth=bool(self._tokens)))
         self._model_metadata = json_bytes({
             "name": kernel.name,
             "versions": [kernel.version],
@@ -99,17 +111,14 @@ class InferenceApp:
         path: str = scope["path"]
         method: str = scope["method"]
         try:
-            if self._tokens and path not in OPEN_PATHS:
-                self._authorize(scope)
+            if self._guarded and path not in OPEN_PATHS:
+                self._admit(scope)
             if path.startswith("/v2/models/"):
                 await self._model_route(path, method, scope, receive, send)
             elif path == "/v2/health/live":
                 self._expect(method, "GET")
                 await _respond(send, 200, b'{"live":true}')
-            elif path == "/v2/health/ready":
-                self._expect(method, "GET")
-                await self._readiness(send)
-            elif path == "/health":
+            elif path == "/v2/health/ready" or path == "/health":
                 self._expect(method, "GET")
                 await self._readiness(send)
             elif path == "/v2":
@@ -118,16 +127,39 @@ class InferenceApp:
             elif path == "/metrics":
                 self._expect(method, "GET")
                 self.metrics.queue_depth.set(self.service.batcher.depth if self.service.batcher else 0)
-                await _respond(send, 200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST.encode())
+                await _respond(send, 200, generate_latest(self.metrics.registry),
+                               CONTENT_TYPE_LATEST.encode())
+            elif path == OPENAPI_PATH:
+                self._expect(method, "GET")
+                await _respond(send, 200, self._openapi)
             else:
                 raise HTTPError(404, f"no such endpoint: {method} {path}")
         except HTTPError as exc:
+            if self._audit is not None and (exc.status in (401, 429) or path.endswith("/infer")):
+                self._audit.record(client=_client(scope), principal=scope.get(PRINCIPAL_KEY), path=path,
+                                   status=exc.status, error=str(exc),
+                                   latency_s=time.perf_counter() - scope.get(STARTED_KEY, 0.0))
             await _respond(send, exc.status, error_body(str(exc)), headers=exc.headers)
 
     @staticmethod
     def _expect(method: str, allowed: str) -> None:
         if method != allowed and not (allowed == "GET" and method == "HEAD"):
-            raise HTTPError(405, f"method {method} not allowed here; use {allowed}", [(b"allow", allowed.encode())])
+            raise HTTPError(405, f"method {method} not allowed here; use {allowed}",
+                            [(b"allow", allowed.encode())])
+
+    def _admit(self, scope: Scope) -> None:
+        """Authentication, then the caller's rate limit; only for paths outside OPEN_PATHS."""
+        if self._audit is not None:
+            scope[STARTED_KEY] = time.perf_counter()
+        if self._tokens:
+            self._authorize(scope)
+        if self._limiter is not None:
+            client = scope.get(PRINCIPAL_KEY) or _client_host(scope)
+            wait_s = self._limiter.acquire(client)
+            if wait_s:
+                raise HTTPError(429, f"rate limit of {self.settings.rate_limit_per_s:g} requests/s exceeded "
+                                f"for this client; retry after {wait_s:.3f}s",
+                                [(b"retry-after", RateLimiter.retry_after_header(wait_s))])
 
     def _authorize(self, scope: Scope) -> None:
         presented = b""
@@ -136,6 +168,7 @@ class InferenceApp:
                 presented = value[7:].strip()
             elif name == b"x-api-key":
                 presented = value.strip()
+        scope[PRINCIPAL_KEY] = fingerprint(presented) if presented else None
         if not presented or not any(hmac.compare_digest(presented, t) for t in self._tokens):
             reason = "missing credentials" if not presented else "invalid credentials"
             log.warning("unauthorized request", extra={"path": scope["path"], "client": _client(scope),
@@ -148,7 +181,8 @@ class InferenceApp:
         if service.ready:
             await _respond(send, 200, b'{"ready":true}')
         else:
-            await _respond(send, 503, json_bytes({"ready": False, "state": service.state, "reason": service.reason}))
+            await _respond(send, 503, json_bytes({"ready": False, "state": service.state,
+                                                  "reason": service.reason}))
 
     # -- /v2/models/... -----------------------------------------------------------------------
 
@@ -164,7 +198,8 @@ class InferenceApp:
         if name != self.kernel.name:
             raise HTTPError(404, f"unknown model {name!r}; this server serves {self.kernel.name!r}")
         if version not in (None, "", self.kernel.version):
-            raise HTTPError(404, f"unknown version {version!r} of model {name!r}; available: {self.kernel.version}")
+            raise HTTPError(404, f"unknown version {version!r} of model {name!r}; "
+                            f"available: {self.kernel.version}")
         if action == "infer":
             self._expect(method, "POST")
             await self._infer(scope, receive, send)
@@ -185,6 +220,7 @@ class InferenceApp:
         self.in_flight += 1
         metrics.in_flight.inc()
         status, request_id, header_id = 200, None, None
+        document = decoded = None
         extra_headers: list[tuple[bytes, bytes]] = []
         try:
             service = self.service
@@ -200,7 +236,7 @@ class InferenceApp:
                     encoding = value.lower()
                 elif key == b"x-request-id":
                     header_id = value.decode("latin-1")
-            if not service.ready:
+            if not service.ready and service.state != DRAINING:  # draining: finish what still arrives
                 raise HTTPError(503, f"model {self.kernel.name!r} is not ready: {service.reason}",
                                 [(b"retry-after", str(self.settings.retry_after_s).encode())])
             body = await self._read_body(receive)
@@ -250,9 +286,15 @@ class InferenceApp:
             elapsed = time.perf_counter() - started
             metrics.request_seconds.observe(elapsed)
             metrics.count(status)
+            if self._audit is not None:
+                self._audit.record(client=_client(scope), principal=scope.get(PRINCIPAL_KEY),
+                                   path=scope["path"], status=status, latency_s=elapsed,
+                                   request_id=request_id or header_id,
+                                   arrays=decoded.inputs if decoded is not None else None, document=document)
             if status != 200:
                 log.info("inference rejected", extra={
-                    "request_id": request_id or header_id, "status": status, "client": _client(scope),
+                    "request_id": request_id or header_id or uuid.uuid4().hex, "status": status,
+                    "client": _client(scope),
                     "duration_ms": round(elapsed * 1000, 3)})
             elif log.isEnabledFor(logging.DEBUG):
                 log.debug("inference", extra={"request_id": request_id or header_id or uuid.uuid4().hex,
@@ -288,14 +330,16 @@ class InferenceApp:
         elif encoding == b"deflate":
             window = zlib.MAX_WBITS
         else:
-            raise HTTPError(415, f"unsupported Content-Encoding {encoding.decode('latin-1')!r}; use gzip or deflate")
+            raise HTTPError(415, f"unsupported Content-Encoding {encoding.decode('latin-1')!r}; "
+                            "use gzip or deflate")
         decompressor = zlib.decompressobj(window)
         try:
             data = decompressor.decompress(body, self.settings.max_body_bytes + 1)
         except zlib.error as exc:
             raise HTTPError(400, f"request body is not valid {encoding.decode()} data: {exc}") from None
         if len(data) > self.settings.max_body_bytes or decompressor.unconsumed_tail:
-            raise HTTPError(413, f"decompressed body exceeds the limit of {self.settings.max_body_bytes} bytes")
+            raise HTTPError(413, f"decompressed body exceeds the limit of "
+                            f"{self.settings.max_body_bytes} bytes")
         return data
 
     # -- metadata -----------------------------------------------------------------------------
@@ -314,7 +358,8 @@ class InferenceApp:
         strip = 1 if batching.enabled else 0
 
         def tensor(t: Any) -> dict[str, Any]:
-            return {"name": t.name, "data_type": f"TYPE_{'STRING' if t.datatype.is_bytes else t.datatype.name}",
+            data_type = "STRING" if t.datatype.is_bytes else t.datatype.name
+            return {"name": t.name, "data_type": f"TYPE_{data_type}",
                     "dims": list(t.shape[strip:])}
 
         config: dict[str, Any] = {
@@ -341,9 +386,15 @@ def _split_binary(body: bytes, header_length: bytes | None) -> tuple[bytes | mem
     except ValueError:
         raise HTTPError(400, "Inference-Header-Content-Length must be an integer") from None
     if length < 0 or length > len(body):
-        raise HTTPError(400, f"Inference-Header-Content-Length {length} is outside the body of {len(body)} bytes")
+        raise HTTPError(400, f"Inference-Header-Content-Length {length} is outside the body of "
+                        f"{len(body)} bytes")
     view = memoryview(body)
     return view[:length], view[length:]
+
+
+def _client_host(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "-"
 
 
 def _client(scope: Scope) -> str:

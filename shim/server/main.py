@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from typing import Any
 
 import uvicorn
 
 from shim.contract.kernel import Kernel, read_kernel
+from shim.runtimes.cpu_quota import available_cpus
 from shim.server.app import InferenceApp
 from shim.server.logs import configure_logging
 from shim.server.settings import ServerSettings
-from shim.runtimes.cpu_quota import available_cpus
 
 SETTINGS_ENV = "KERNELSHIM_SERVE_SETTINGS_JSON"
 log = logging.getLogger("shim.server")
@@ -35,6 +36,11 @@ class DrainingServer(uvicorn.Server):
         self.inference_app.service.drain()
         log.info("shutdown signal received; draining", extra={"in_flight": self.inference_app.in_flight})
         super().handle_exit(sig, frame)
+        # uvicorn >= 0.29 re-raises captured signals after its shutdown, which would end the process
+        # killed by SIGTERM (exit -15) after a clean drain; a drained SIGTERM is a normal exit 0.
+        captured = getattr(self, "_captured_signals", None)
+        if isinstance(captured, list) and sig == signal.SIGTERM:
+            captured[:] = [s for s in captured if s != signal.SIGTERM]
 
 
 def _per_worker_threads(settings: ServerSettings) -> int:
@@ -80,6 +86,7 @@ def serve(settings: ServerSettings, kernel: Kernel) -> int:
     app = build_app(settings, kernel)
     server = DrainingServer(uvicorn.Config(app, **_uvicorn_options(settings)), app)
     log.info("starting", extra={"model": kernel.name, "version": kernel.version, "host": settings.host,
-                                "port": settings.port, "device": settings.device, "threads": app.settings.threads})
+                                "port": settings.port, "device": settings.device,
+                                "threads": app.settings.threads})
     server.run()
     return 0 if server.started else 1

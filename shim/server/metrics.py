@@ -66,5 +66,6 @@ class ServerMetrics:
     def count(self, code: int) -> None:
         counter = self._request_counters.get(code)
         if counter is None:
-            counter = self._request_counters[code] = self.requests.labels(self._model, self._version, str(code))
+            counter = self.requests.labels(self._model, self._version, str(code))
+            self._request_counters[code] = counter
         counter.inc()  # type: ignore[attr-defined]

@@ -53,7 +53,8 @@ class ModelService:
     def _load(self) -> None:
         started = time.perf_counter()
         try:
-            runtime = load_runtime(self.kernel, device=self.settings.device, threads=self.settings.threads or None)
+            runtime = load_runtime(self.kernel, device=self.settings.device,
+                                   threads=self.settings.threads or None)
         except Exception as exc:  # any load failure keeps the server up, not ready, with the reason
             self._fail(f"model failed to load: {exc}")
             return
@@ -64,7 +65,8 @@ class ModelService:
         samples, findings = load_samples(self.kernel)
         findings += run_samples(self.kernel, runtime, samples)
         if findings:
-            self._fail("golden sample self-check failed: " + "; ".join(f.render().replace("\n", " ") for f in findings))
+            rendered = "; ".join(f.render().replace("\n", " ") for f in findings)
+            self._fail("golden sample self-check failed: " + rendered)
             return
         self.batcher = Batcher(
             runtime, self.metrics,

@@ -45,7 +45,8 @@ def encode_infer_response(
     chunks: list[bytes] = []
     for spec, binary in selection:
         array = outputs[spec.name]
-        entry: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype.name, "shape": list(array.shape)}
+        entry: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype.name,
+                                 "shape": list(array.shape)}
         if binary:
             raw = tensor_to_bytes(array, spec.datatype)
             entry["parameters"] = {"binary_data_size": len(raw)}

@@ -63,7 +63,9 @@ def _coerce(name: str, kind: Any, raw: str) -> Any:
             return tuple(t.strip() for t in raw.split(",") if t.strip())
         return raw
     except ValueError:
-        raise ValueError(f"environment variable {ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from None
+        raise ValueError(
+            f"environment variable {ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind}"
+        ) from None
 
 
 def settings_from_env(overrides: dict[str, Any], environ: dict[str, str] | None = None) -> ServerSettings:

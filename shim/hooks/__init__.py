@@ -1,0 +1,1 @@
+"""The pre-commit hooks: find the kernels a commit touches and check them, with a result cache."""

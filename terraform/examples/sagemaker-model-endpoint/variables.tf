@@ -1,0 +1,46 @@
+# Contract-derived inputs: `shim tf vars KERNEL_DIR --image REF@sha256:... --module sagemaker
+# > endpoint.auto.tfvars.json` fills them. They are passed straight to the module, which
+# validates them; tests/iac check that these names and types match the module's variables.tf.
+
+variable "model_name" {
+  description = "Model name from the kernel's contract."
+  type        = string
+}
+
+variable "model_version" {
+  description = "Model version from the kernel's contract."
+  type        = string
+}
+
+variable "image" {
+  description = "Level-2 image of the kernel, pinned by digest."
+  type        = string
+}
+
+variable "cost_center" {
+  description = "Cost center from the kernel's contract."
+  type        = string
+}
+
+variable "data_classification" {
+  description = "Data classification from the kernel's contract (label data-classification)."
+  type        = string
+}
+
+variable "tags" {
+  description = "Extra tags from the kernel's contract (its labels)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "gpu" {
+  description = "GPUs per instance from the kernel's contract."
+  type        = number
+  default     = 0
+}
+
+variable "environment" {
+  description = "Environment for the model container (batching settings from the contract)."
+  type        = map(string)
+  default     = {}
+}

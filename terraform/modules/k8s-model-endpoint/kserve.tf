@@ -1,0 +1,90 @@
+# serving_mode = "kserve": a KServe InferenceService whose predictor runs the shim image as a
+# custom Open Inference Protocol (v2) runtime. KServe then owns the Deployment, Service and
+# autoscaler; the PodDisruptionBudget and NetworkPolicy (disruption.tf) still apply.
+# kubernetes_manifest reads the CRD schema at plan time, so KServe must be installed first.
+
+resource "kubernetes_manifest" "inference_service" {
+  count = local.kserve ? 1 : 0
+
+  manifest = {
+    apiVersion = "serving.kserve.io/v1beta1"
+    kind       = "InferenceService"
+    metadata = {
+      name      = var.model_name
+      namespace = var.namespace
+      labels    = local.labels
+      annotations = merge(local.annotations, {
+        "serving.kserve.io/deploymentMode"              = var.kserve_deployment_mode
+        "serving.kserve.io/autoscalerClass"             = "hpa"
+        "serving.kserve.io/metric"                      = "cpu"
+        "serving.kserve.io/targetUtilizationPercentage" = tostring(var.target_cpu_utilization_percent)
+      })
+    }
+    spec = {
+      predictor = {
+        minReplicas                  = var.min_replicas
+        maxReplicas                  = var.max_replicas
+        serviceAccountName           = var.service_account_name
+        automountServiceAccountToken = false
+        labels                       = local.labels
+        securityContext = {
+          runAsNonRoot = true
+          runAsUser    = 10001
+          runAsGroup   = 10001
+          fsGroup      = 10001
+          seccompProfile = {
+            type = "RuntimeDefault"
+          }
+        }
+        tolerations = var.gpu > 0 ? [{ key = "nvidia.com/gpu", operator = "Exists", effect = "NoSchedule" }] : []
+        containers = [
+          {
+            # KServe requires this name for a custom predictor container.
+            name            = "kserve-container"
+            image           = var.image
+            imagePullPolicy = "IfNotPresent"
+            ports           = [{ containerPort = var.port, protocol = "TCP" }]
+            env             = [for key, value in local.environment : { name = key, value = value }]
+            resources = {
+              requests = local.container_resources
+              limits   = local.container_resources
+            }
+            livenessProbe = {
+              httpGet          = { path = "/v2/health/live", port = var.port }
+              periodSeconds    = 10
+              failureThreshold = 3
+              timeoutSeconds   = 2
+            }
+            readinessProbe = {
+              httpGet          = { path = "/v2/health/ready", port = var.port }
+              periodSeconds    = 5
+              failureThreshold = 2
+              timeoutSeconds   = 2
+            }
+            securityContext = {
+              runAsNonRoot             = true
+              readOnlyRootFilesystem   = true
+              allowPrivilegeEscalation = false
+              privileged               = false
+              capabilities             = { drop = ["ALL"] }
+            }
+            volumeMounts = [{ name = "tmp", mountPath = "/tmp" }]
+          }
+        ]
+        volumes = [{ name = "tmp", emptyDir = { sizeLimit = "1Gi" } }]
+      }
+    }
+  }
+
+  wait {
+    condition {
+      type   = "Ready"
+      status = "True"
+    }
+  }
+
+  timeouts {
+    create = "20m"
+    update = "20m"
+  }
+}

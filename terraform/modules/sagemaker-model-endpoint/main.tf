@@ -1,0 +1,122 @@
+# The "secure model endpoint" pattern: a SageMaker model inside a VPC with network isolation,
+# an endpoint configuration encrypted with a rotating customer-managed KMS key, the endpoint,
+# target-tracking autoscaling on invocations, and alarms on 5xx errors and latency.
+
+locals {
+  # Account and partition of the execution role: the KMS key policy grants its account, so
+  # planning needs no API call (no aws_caller_identity data source).
+  role_arn_parts = split(":", var.execution_role_arn)
+  partition      = local.role_arn_parts[1]
+  account_id     = local.role_arn_parts[4]
+
+  required_tags = {
+    CostCenter         = var.cost_center
+    ManagedBy          = "kernelshim"
+    DataClassification = var.data_classification
+  }
+
+  tags = merge(var.tags, { ModelName = var.model_name, ModelVersion = var.model_version }, local.required_tags)
+
+  environment = merge(var.environment, {
+    KERNELSHIM_MODEL_NAME    = var.model_name
+    KERNELSHIM_MODEL_VERSION = var.model_version
+  })
+
+  # SageMaker models and endpoint configurations are immutable: a new image or instance setting
+  # creates new ones (create_before_destroy) and the endpoint switches over in place.
+  # The suffix keeps their names unique per content; names are limited to 63 characters.
+  model_suffix  = substr(sha256(jsonencode([var.image, local.environment, var.vpc_subnet_ids, var.vpc_security_group_ids])), 0, 8)
+  model_name    = "${substr(var.model_name, 0, 54)}-${local.model_suffix}"
+  config_suffix = substr(sha256(jsonencode([local.model_name, var.instance_type, var.min_capacity, var.variant_name])), 0, 8)
+  config_name   = "${substr(var.model_name, 0, 54)}-${local.config_suffix}"
+
+  gpu_instance = can(regex("^ml\\.(g4dn|g5|g6|g6e|gr6|p3|p3dn|p4d|p4de|p5|p5e|p5en)\\.", var.instance_type))
+}
+
+resource "aws_kms_key" "endpoint" {
+  description             = "Encrypts the storage volumes of SageMaker endpoint ${var.model_name}"
+  enable_key_rotation     = true
+  rotation_period_in_days = var.kms_key_rotation_period_days
+  deletion_window_in_days = var.kms_key_deletion_window_days
+
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "AccountAdministration"
+        Effect    = "Allow"
+        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
+        Action    = "kms:*"
+        Resource  = "*"
+      },
+      {
+        Sid       = "SageMakerExecutionRoleUse"
+        Effect    = "Allow"
+        Principal = { AWS = var.execution_role_arn }
+        Action    = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey", "kms:CreateGrant"]
+        Resource  = "*"
+      },
+    ]
+  })
+
+  tags = local.tags
+}
+
+resource "aws_kms_alias" "endpoint" {
+  name          = "alias/sagemaker/${var.model_name}"
+  target_key_id = aws_kms_key.endpoint.key_id
+}
+
+resource "aws_sagemaker_model" "this" {
+  name                     = local.model_name
+  execution_role_arn       = var.execution_role_arn
+  enable_network_isolation = true
+
+  primary_container {
+    image       = var.image
+    mode        = "SingleModel"
+    environment = local.environment
+  }
+
+  vpc_config {
+    subnets            = var.vpc_subnet_ids
+    security_group_ids = var.vpc_security_group_ids
+  }
+
+  tags = local.tags
+
+  lifecycle {
+    create_before_destroy = true
+
+    precondition {
+      condition     = var.gpu == 0 || local.gpu_instance
+      error_message = "The kernel needs ${var.gpu} GPU(s) per instance but instance_type ${var.instance_type} has none: choose a GPU instance type (ml.g5.*, ml.p4d.*, ...)."
+    }
+  }
+}
+
+resource "aws_sagemaker_endpoint_configuration" "this" {
+  name        = local.config_name
+  kms_key_arn = aws_kms_key.endpoint.arn
+
+  production_variants {
+    variant_name           = var.variant_name
+    model_name             = aws_sagemaker_model.this.name
+    instance_type          = var.instance_type
+    initial_instance_count = var.min_capacity
+    initial_variant_weight = 1
+  }
+
+  tags = local.tags
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_sagemaker_endpoint" "this" {
+  name                 = var.model_name
+  endpoint_config_name = aws_sagemaker_endpoint_configuration.this.name
+
+  tags = local.tags
+}
