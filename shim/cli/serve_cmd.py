@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from shim.contract.validator import validate_kernel
     from shim.policy.loader import PolicyError, load_policies
     from shim.runtimes.device import DeviceError, parse_device
+    from shim.server.deployment import DeploymentMismatch, apply_deployment
     from shim.server.main import serve
     from shim.server.settings import settings_from_env
 
@@ -63,4 +64,8 @@ def run(args: argparse.Namespace) -> int:
             f"refusing to serve {args.kernel}: {len(report.findings)} contract finding(s), first: "
             f"{report.findings[0].code} {report.findings[0].message}"
         )
-    return serve(settings, report.kernel)
+    try:
+        kernel = apply_deployment(report.kernel, settings)
+    except DeploymentMismatch as exc:
+        raise CommandFailed(f"refusing to serve {args.kernel}: {exc}") from None
+    return serve(settings, kernel)

@@ -112,6 +112,9 @@ def _flatten_strings(data: Any, name: str) -> list[bytes]:
     return out
 
 
+_NUMBERS_ONLY = object()  # sentinel: every item is a number
+
+
 def _numbers_from_json(data: Any, spec: TensorSpec, datatype: DataType) -> np.ndarray:
     name = spec.name
     try:
@@ -124,8 +127,21 @@ def _numbers_from_json(data: Any, spec: TensorSpec, datatype: DataType) -> np.nd
     kind = array.dtype.kind
     if array.size == 0:
         return np.zeros(0, dtype=datatype.numpy)
+    if datatype.is_integer and kind in "fO":
+        # numpy infers float64 for ints beyond int64 mixed with others ([2**64 - 1, 1]) and object
+        # for ints beyond uint64: rebuild from the exact Python ints before judging the values
+        exact = np.array(data, dtype=object)
+        if all(type(item) is int for item in exact.flat):
+            array, kind = exact, "i"
     if kind in "USO":
-        sample = next((x for x in array.ravel() if not isinstance(x, (int, float, bool))), None)
+        # judge the values as the client sent them (numpy turned [1, "a"] into strings)
+        items = np.array(data, dtype=object).flat
+        sample = next((x for x in items if not isinstance(x, (int, float, bool))), _NUMBERS_ONLY)
+        if sample is _NUMBERS_ONLY:
+            raise ProtocolError(
+                f"input {name!r}: 'data' mixes numbers beyond 64-bit range with others; every value "
+                f"must fit {datatype.name}"
+            )
         raise ProtocolError(
             f"input {name!r}: datatype {datatype.name} needs numbers in 'data', found "
             f"{type(sample).__name__} {str(sample)[:40]!r}"
@@ -140,9 +156,10 @@ def _numbers_from_json(data: Any, spec: TensorSpec, datatype: DataType) -> np.nd
         )
     if datatype.is_integer:
         if kind == "f":
+            sample = next((x for x in np.array(data, dtype=object).flat if isinstance(x, float)), None)
             raise ProtocolError(
                 f"input {name!r}: datatype {datatype.name} needs integers in 'data', found "
-                f"fractional numbers like {array.ravel()[0]!r}"
+                f"fractional numbers like {sample!r}"
             )
         info = np.iinfo(datatype.numpy)
         low, high = array.min(), array.max()

@@ -3,8 +3,9 @@
 One worker thread per model runs the model (onnxruntime and torch release the GIL, so the event
 loop keeps parsing requests meanwhile). Requests that arrive while it is busy queue up; the
 next execution takes as many as fit in ``max_batch_size``. When ``max_queue_delay_us`` is set the
-worker waits up to that long for more rows, but only while other requests are already in flight:
-a lone request is never delayed. The queue is bounded; a full queue is answered with 503.
+worker waits for more rows until the oldest request has waited that long, but only while other
+requests are already in flight: a lone request is never delayed. The queue is bounded; a full
+queue is answered with 503.
 """
 
 from __future__ import annotations
@@ -125,7 +126,10 @@ class Batcher:
             batch = [self._queue.popleft()]
             self._busy = True
             rows = batch[0].rows
-            deadline = time.perf_counter() + self.delay_s
+            # Triton's rule: the delay counts from the oldest request's arrival, not from when the
+            # worker got free. Under load the head of the queue has already waited a whole
+            # execution, so the next batch starts at once instead of idling the model.
+            deadline = batch[0].enqueued + self.delay_s
             while self.batching and rows < self.max_batch_size:
                 if self._queue:
                     nxt = self._queue[0]

@@ -18,6 +18,7 @@ import uvicorn
 from shim.contract.kernel import Kernel, read_kernel
 from shim.runtimes.cpu_quota import available_cpus
 from shim.server.app import InferenceApp
+from shim.server.deployment import apply_deployment
 from shim.server.logs import configure_logging
 from shim.server.settings import ServerSettings
 
@@ -48,7 +49,7 @@ def _per_worker_threads(settings: ServerSettings) -> int:
 
 
 def build_app(settings: ServerSettings, kernel: Kernel | None = None) -> InferenceApp:
-    kernel = kernel or read_kernel(settings.kernel_dir)
+    kernel = apply_deployment(kernel or read_kernel(settings.kernel_dir), settings)
     settings = ServerSettings(**{**settings.__dict__, "threads": _per_worker_threads(settings)})
     return InferenceApp(kernel, settings)
 

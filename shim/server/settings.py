@@ -35,6 +35,11 @@ class ServerSettings:
     audit_log_inputs: bool = False
     rate_limit_per_s: float = 0.0  # per client; 0 disables
     rate_limit_burst: int = 0
+    # what the deployment (Terraform module, `shim tf vars`) says it runs; see server/deployment.py
+    model_name: str = ""  # when set, must equal the kernel's name
+    model_version: str = ""  # when set, must equal the kernel's version
+    max_batch_size: int = -1  # -1: the contract's batching.max_batch_size; 0 turns batching off
+    max_queue_delay_us: int = -1  # -1: the contract's batching.max_queue_delay_us
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
