@@ -67,6 +67,10 @@ class InferenceApp:
         self.metrics = ServerMetrics(kernel.name, kernel.version)
         self.in_flight = 0
         self.service = ModelService(kernel, settings, self.metrics, lambda: self.in_flight)
+        # read at scrape time: the hot path only keeps its plain counter
+        self.metrics.in_flight.set_function(lambda: self.in_flight)
+        self.metrics.queue_depth.set_function(
+            lambda: self.service.batcher.depth if self.service.batcher else 0)
         self.specs = {t.name: t for t in kernel.inputs}
         self.output_names = [t.name for t in kernel.outputs]
         self.limits = Limits(settings.max_elements_per_tensor, kernel.batching.max_batch_size)
@@ -126,7 +130,6 @@ class InferenceApp:
                 await _respond(send, 200, json_bytes(self._server_metadata()))
             elif path == "/metrics":
                 self._expect(method, "GET")
-                self.metrics.queue_depth.set(self.service.batcher.depth if self.service.batcher else 0)
                 await _respond(send, 200, generate_latest(self.metrics.registry),
                                CONTENT_TYPE_LATEST.encode())
             elif path == OPENAPI_PATH:
@@ -218,7 +221,6 @@ class InferenceApp:
         started = time.perf_counter()
         metrics = self.metrics
         self.in_flight += 1
-        metrics.in_flight.inc()
         status, request_id, header_id = 200, None, None
         document = decoded = None
         extra_headers: list[tuple[bytes, bytes]] = []
@@ -282,7 +284,6 @@ class InferenceApp:
             status = 499
         finally:
             self.in_flight -= 1
-            metrics.in_flight.dec()
             elapsed = time.perf_counter() - started
             metrics.request_seconds.observe(elapsed)
             metrics.count(status)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 from typing import Any
 
 import uvicorn
@@ -58,7 +59,15 @@ def app_from_environment() -> InferenceApp:
     """Factory for uvicorn's multi-process mode: each worker rebuilds the app from the settings."""
     settings = ServerSettings.from_json(os.environ[SETTINGS_ENV])
     configure_logging(settings.log_format, settings.log_level)
+    tune_interpreter(settings)
     return build_app(settings)
+
+
+def tune_interpreter(settings: ServerSettings) -> None:
+    """A short GIL switch interval: the event loop and the model worker share the interpreter, and
+    the worker, back from a native model call, must not queue 5 ms behind request decoding."""
+    if settings.gil_switch_interval_us > 0:
+        sys.setswitchinterval(settings.gil_switch_interval_us / 1_000_000)
 
 
 def _uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
@@ -84,6 +93,7 @@ def serve(settings: ServerSettings, kernel: Kernel) -> int:
         uvicorn.run("shim.server.main:app_from_environment", factory=True, workers=settings.workers,
                     **_uvicorn_options(settings))
         return 0
+    tune_interpreter(settings)
     app = build_app(settings, kernel)
     server = DrainingServer(uvicorn.Config(app, **_uvicorn_options(settings)), app)
     log.info("starting", extra={"model": kernel.name, "version": kernel.version, "host": settings.host,

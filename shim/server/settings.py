@@ -29,6 +29,10 @@ class ServerSettings:
     max_queue_size: int = 1024
     graceful_timeout_s: float = 30.0
     retry_after_s: int = 1
+    # How long a thread may hold the GIL while another waits for it (CPython's default is 5000).
+    # The model worker needs the GIL back for a moment after every execution; with the default it
+    # can wait up to 5 ms behind the event loop decoding JSON. See docs/benchmarks.md.
+    gil_switch_interval_us: int = 200
     # access control and audit
     auth_tokens: tuple[str, ...] = field(default_factory=tuple)
     audit_log: bool = False

@@ -226,3 +226,19 @@ def test_decode_request_binary_offsets_and_outputs():
     np.testing.assert_array_equal(decoded.inputs["b"], b)
     assert decoded.id == "x" and decoded.batch_size == 1
     assert [(o.name, o.binary) for o in decoded.outputs] == [("out", False), ("out2", True)]
+
+
+def test_gil_switch_interval_comes_from_the_settings():
+    import sys
+
+    from shim.server.main import tune_interpreter
+    from shim.server.settings import ServerSettings, settings_from_env
+
+    previous = sys.getswitchinterval()
+    try:
+        tune_interpreter(settings_from_env({}, {"KERNELSHIM_GIL_SWITCH_INTERVAL_US": "300"}))
+        assert sys.getswitchinterval() == pytest.approx(0.0003)
+        tune_interpreter(ServerSettings(gil_switch_interval_us=0))  # 0 leaves the interpreter alone
+        assert sys.getswitchinterval() == pytest.approx(0.0003)
+    finally:
+        sys.setswitchinterval(previous)
