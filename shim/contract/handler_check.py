@@ -1,8 +1,10 @@
 """The optional pre/post-processing handler named by ``preprocessing.handler``.
 
-Checked statically with ``ast``: importing the file would run the kernel's code inside the
-validator (and inside every pre-commit run). The file must exist as a regular file in the kernel,
-be valid Python and define ``preprocess`` and/or ``postprocess`` at module level.
+Checked statically with ``ast`` first, so that a missing file, a syntax error or a missing function
+is a precise finding (with its line) without importing anything: the static mode and
+``--skip-samples`` stop here. The golden samples then run through the handler as served
+(``shim.runtimes.handler``). The file must exist as a regular file in the kernel, be valid Python
+and define ``preprocess`` and/or ``postprocess`` at module level.
 """
 
 from __future__ import annotations

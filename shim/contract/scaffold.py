@@ -193,11 +193,13 @@ def scaffold_kernel(
 
 
 def write_golden_sample(destination: Path, metadata: dict[str, Any], seed: int = 0) -> Path:
-    """Run the model on deterministic inputs and store request + outputs as samples/example.json."""
+    """Run the model (through the kernel's handler, if any, as served) on deterministic inputs and
+    store request + outputs as samples/example.json."""
     from shim.runtimes.base import load_runtime
+    from shim.runtimes.handler import with_handler
 
     kernel = kernel_from_metadata(destination, metadata)
-    runtime = load_runtime(kernel, device="cpu")
+    runtime = with_handler(load_runtime(kernel, device="cpu"), kernel)
     arrays = example_inputs(list(kernel.inputs), seed=seed)
     results = runtime.predict(arrays)
     sample = golden_sample(list(kernel.inputs), list(kernel.outputs), arrays, results)

@@ -26,6 +26,7 @@ from shim.policy.artifacts import check_artifacts
 from shim.policy.dependencies import check_requirements
 from shim.policy.loader import Policies, load_policies
 from shim.runtimes.base import Runtime, RuntimeLoadError, load_runtime
+from shim.runtimes.handler import HandlerLoadError, handler_file, with_handler
 
 __all__ = ["ValidationReport", "validate_kernel", "validate_many"]
 
@@ -93,6 +94,11 @@ def validate_kernel(
     if runtime is None:
         return report
     if run_golden_samples:
+        served = _as_served(kernel, runtime, report)
+        if served is None:
+            runtime.close()
+            return report
+        runtime = served
         samples, sample_findings = load_samples(kernel)
         report.findings += sample_findings
         report.findings += run_samples(kernel, runtime, samples)
@@ -130,6 +136,27 @@ def _load_and_compare(kernel: Kernel, report: ValidationReport, device: str) -> 
         runtime.close()
         return None
     return runtime
+
+
+def _as_served(kernel: Kernel, runtime: Runtime, report: ValidationReport) -> Runtime | None:
+    """The runtime with the kernel's handler around it, as ``shim serve`` runs it.
+
+    This imports the handler: kernel source code, in plain sight and reviewed like the rest of the
+    repository (unlike code hidden in a pickle). Only the golden samples need it, so
+    ``--skip-samples`` and the static mode never import it.
+    """
+    if any(f.code == "KS008" for f in report.findings):
+        return None  # the handler is broken: the golden samples cannot run as served
+    try:
+        return with_handler(runtime, kernel)
+    except HandlerLoadError as exc:
+        report.findings.append(Finding(
+            "KS008", str(handler_file(kernel)), "", str(exc),
+            expected="a handler module that imports cleanly",
+            fix="import only packages the runtime image or the kernel's requirements.txt provide, and "
+            "do no work at import time that can fail",
+        ))
+        return None
 
 
 def validate_many(paths: list[Path], **options: Any) -> list[ValidationReport]:

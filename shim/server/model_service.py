@@ -16,6 +16,7 @@ from typing import Any
 from shim.contract.kernel import Kernel
 from shim.contract.samples import load_samples, run_samples
 from shim.runtimes.base import Runtime, load_runtime
+from shim.runtimes.handler import HandlerLoadError, with_handler
 from shim.server.batcher import Batcher
 from shim.server.metrics import ServerMetrics
 from shim.server.settings import ServerSettings
@@ -53,10 +54,16 @@ class ModelService:
     def _load(self) -> None:
         started = time.perf_counter()
         try:
-            runtime = load_runtime(self.kernel, device=self.settings.device,
-                                   threads=self.settings.threads or None)
+            model = load_runtime(self.kernel, device=self.settings.device,
+                                 threads=self.settings.threads or None)
         except Exception as exc:  # any load failure keeps the server up, not ready, with the reason
             self._fail(f"model failed to load: {exc}")
+            return
+        try:
+            runtime = with_handler(model, self.kernel)
+        except HandlerLoadError as exc:
+            model.close()
+            self._fail(f"handler failed to load: {exc}")
             return
         self.runtime = runtime
         log.info("runtime selected", extra={"runtime": runtime.describe()})
