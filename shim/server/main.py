@@ -50,7 +50,10 @@ def _per_worker_threads(settings: ServerSettings) -> int:
 
 
 def build_app(settings: ServerSettings, kernel: Kernel | None = None) -> InferenceApp:
-    kernel = apply_deployment(kernel or read_kernel(settings.kernel_dir), settings)
+    """The app for ``kernel`` as the deployment serves it (``shim serve`` has applied the
+    deployment's settings already); without one, read and apply them here (worker processes)."""
+    if kernel is None:
+        kernel = apply_deployment(read_kernel(settings.kernel_dir), settings)
     settings = ServerSettings(**{**settings.__dict__, "threads": _per_worker_threads(settings)})
     return InferenceApp(kernel, settings)
 
