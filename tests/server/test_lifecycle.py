@@ -176,6 +176,12 @@ def test_sigterm_finishes_every_in_flight_request(tmp_path_factory, server_facto
 def test_two_workers_serve_and_stop_cleanly(server_factory):
     server = server_factory(KERNELS / "iris-classifier", "--workers", "2")
     sample = golden(KERNELS / "iris-classifier")
+    # readiness answered by one worker says nothing of the other: wait until both have loaded
+    # (each logs "model ready"), else a new connection may reach one still loading (503, correctly)
+    deadline = time.monotonic() + 60
+    while server.logs().count('"model ready"') < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.logs().count('"model ready"') == 2
     with httpx.Client(base_url=server.url, timeout=30) as client:
         for _ in range(10):
             response = client.post(
@@ -183,9 +189,4 @@ def test_two_workers_serve_and_stop_cleanly(server_factory):
             )
             assert response.status_code == 200
             assert response.json()["outputs"][0]["data"] == sample["expected"]["outputs"][0]["data"]
-    # wait until both workers have loaded (each logs "model ready") before stopping
-    deadline = time.monotonic() + 60
-    while server.logs().count('"model ready"') < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert server.logs().count('"model ready"') == 2
     assert server.stop() == 0
