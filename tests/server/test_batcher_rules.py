@@ -1,0 +1,90 @@
+"""The dynamic batcher's scheduling rules, driven directly (real onnxruntime model underneath).
+
+Timing here is coarse on purpose (seconds, not microseconds): each rule is shown by a difference
+of about two seconds between the right and the wrong behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+from shim.contract.kernel import read_kernel
+from shim.runtimes.base import Runtime, load_runtime
+from shim.server.batcher import Batcher
+from shim.server.metrics import ServerMetrics
+from tests.server.conftest import KERNELS
+
+DELAY_US = 2_000_000  # the kernel's max_queue_delay_us for these tests: 2 s
+
+
+class GatedRuntime(Runtime):
+    """The iris model, whose first execution blocks until the test opens the gate."""
+
+    def __init__(self) -> None:
+        kernel = read_kernel(KERNELS / "iris-classifier")
+        super().__init__(kernel)
+        self.inner = load_runtime(kernel, device="cpu", threads=1)
+        self.framework, self.device, self.threads = self.inner.framework, self.inner.device, 1
+        self.gate = threading.Event()
+        self.calls: list[int] = []
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self.calls:
+            self.gate.wait(30)
+        self.calls.append(next(iter(inputs.values())).shape[0])
+        return self.inner.predict(inputs)
+
+
+def row(value: float) -> dict[str, np.ndarray]:
+    return {"X": np.full((1, 4), value, dtype=np.float32)}
+
+
+def test_queued_requests_do_not_wait_again_once_their_delay_has_passed():
+    runtime = GatedRuntime()
+    in_flight = [1]
+    batcher = Batcher(runtime, ServerMetrics("iris", "1"), max_batch_size=8, max_queue_delay_us=DELAY_US,
+                      max_queue_size=16, in_flight=lambda: in_flight[0])
+
+    async def scenario() -> float:
+        first = asyncio.ensure_future(batcher.submit(row(1.0)))  # alone: runs at once, blocks on the gate
+        while not batcher._busy:
+            await asyncio.sleep(0.01)
+        in_flight[0] = 100  # from now on the worker believes more requests are coming
+        later = [asyncio.ensure_future(batcher.submit(row(v))) for v in (2.0, 3.0)]
+        await asyncio.sleep(DELAY_US / 1e6 + 0.5)  # the queued two have waited longer than the delay
+        runtime.gate.set()
+        opened = time.perf_counter()
+        await first
+        await asyncio.gather(*later)
+        return time.perf_counter() - opened
+
+    try:
+        after_gate = asyncio.run(scenario())
+    finally:
+        batcher.stop()
+    assert runtime.calls == [1, 2], runtime.calls  # the two queued requests ran as one batch
+    # the delay counts from their arrival, which was over 2 s ago: no second wait of up to 2 s
+    assert after_gate < 1.0, f"queued requests waited {after_gate:.2f}s more after the model got free"
+
+
+def test_a_lone_request_is_never_delayed():
+    runtime = GatedRuntime()
+    runtime.gate.set()
+    batcher = Batcher(runtime, ServerMetrics("iris", "1"), max_batch_size=8, max_queue_delay_us=DELAY_US,
+                      max_queue_size=16, in_flight=lambda: 1)
+
+    async def scenario() -> float:
+        started = time.perf_counter()
+        await batcher.submit(row(1.0))
+        return time.perf_counter() - started
+
+    try:
+        elapsed = asyncio.run(scenario())
+    finally:
+        batcher.stop()
+    assert elapsed < 1.0, f"a lone request waited {elapsed:.2f}s for company"
