@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.models import METADATA
-from benchmarks.systems import HOST, Launch, RunningServer, ServerFailed, _base_env
+from benchmarks.models import METADATA, MODELS
+from benchmarks.systems import RunningServer, ServerFailed, kernelshim_launch
 from shim.contract.scaffold import scaffold_kernel, write_golden_sample
 
 SHIM = str(Path(sys.executable).parent / "shim")
@@ -67,45 +67,19 @@ def _timed(command: list[str]) -> tuple[float, int, str]:
     return time.perf_counter() - started, done.returncode, (done.stdout + done.stderr).strip()[-300:]
 
 
-def _hook_cache_command(kernel: Path) -> list[str] | None:
-    """The pre-commit hook's cached validation, if this tree has one."""
-    help_text = subprocess.run([SHIM, "--help"], capture_output=True, text=True).stdout
-    if " hook" in help_text:  # the pre-commit hook: changed files in, kernels found, cached by hash
-        return [SHIM, "hook", "validate", str(kernel / "model_metadata.json"), str(kernel / "model.onnx")]
-    validate_help = subprocess.run([SHIM, "validate", "--help"], capture_output=True, text=True).stdout
-    if "--cache" in validate_help:
-        return [SHIM, "validate", "--cache", str(kernel)]
-    return None
+def hook_cache_command(kernel: Path) -> list[str]:
+    """The pre-commit hook's validation: staged files in, kernels found, results cached by hash."""
+    return [SHIM, "hook", "validate", str(kernel / "model_metadata.json"), str(kernel / "model.onnx")]
 
 
 def serve_to_ready(kernel: Path, port: int, work: Path, threads: int = 1) -> float:
-    command = [
-        SHIM,
-        "serve",
-        str(kernel),
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--threads",
-        str(threads),
-        "--log-level",
-        "warning",
-        "--log-format",
-        "text",
-    ]
-    launch = Launch(command, _base_env_for_kernel(kernel, port, threads), "/v2/health/ready")
-    server = RunningServer(launch, port, work / "logs" / f"startup-{kernel.name}.log")
+    """Seconds from starting ``shim serve`` (the benchmark's own launch of it) to ready."""
+    server = RunningServer(kernelshim_launch(MODELS["mlp"], kernel, port, threads, work), port,
+                           work / "logs" / f"startup-{kernel.name}.log")
     try:
         return server.wait_ready(300)
     finally:
         server.stop()
-
-
-def _base_env_for_kernel(kernel: Path, port: int, threads: int) -> dict[str, str]:
-    from benchmarks.models import MODELS
-
-    return _base_env(MODELS["mlp"], kernel, port, threads)
 
 
 def run_all(work: Path, kernels: dict[str, Path], gib: float, log: Callable[[str], None]) -> dict[str, Any]:
@@ -120,16 +94,13 @@ def run_all(work: Path, kernels: dict[str, Path], gib: float, log: Callable[[str
         result[label] = round(seconds, 2)
         if code != 0:
             result["validate_error"] = tail
-    hook = _hook_cache_command(big)
-    if hook is None:
-        result["hook_cache"] = "not available in this tree (no `shim hook` command or `validate --cache`)"
-    else:
-        _timed(hook)  # fills the cache
-        seconds, code, tail = _timed(hook)
-        result["hook_cache_unchanged_s"] = round(seconds, 3)
-        result["hook_cache_command"] = " ".join(hook[1:])
-        if code != 0:
-            result["hook_cache_error"] = tail
+    hook = hook_cache_command(big)
+    _timed(hook)  # fills the cache
+    seconds, code, tail = _timed(hook)
+    result["hook_cache_unchanged_s"] = round(seconds, 3)
+    result["hook_cache_command"] = " ".join(hook[1:])
+    if code != 0:
+        result["hook_cache_error"] = tail
     try:
         times = [serve_to_ready(kernels["mlp"], 18090, work) for _ in range(3)]
         result["serve_to_ready_mlp_s"] = round(statistics.median(times), 3)

@@ -127,7 +127,7 @@ def _base_env(model: BenchModel, kernel: Path, port: int, threads: int) -> dict[
     return env
 
 
-def _kernelshim(model: BenchModel, kernel: Path, port: int, threads: int, work: Path) -> Launch:
+def kernelshim_launch(model: BenchModel, kernel: Path, port: int, threads: int, work: Path) -> Launch:
     shim = Path(sys.executable).parent / "shim"
     command = [
         str(shim),
@@ -229,7 +229,7 @@ def _pytriton(model: BenchModel, kernel: Path, port: int, threads: int, work: Pa
 
 
 SYSTEMS = [
-    System("kernelshim", None, _kernelshim, {"json": v2_json, "binary": v2_binary}, parse_v2),
+    System("kernelshim", None, kernelshim_launch, {"json": v2_json, "binary": v2_binary}, parse_v2),
     System(
         "triton (pytriton)",
         "pytriton",
