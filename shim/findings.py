@@ -42,11 +42,15 @@ CODES: dict[str, str] = {
     "KS305": "golden sample output differs from expected",
     # artifact policy
     "KS401": "kernel larger than the size cap",
-    "KS402": "forbidden file kind",
-    "KS403": "pickle calls a dangerous global",
+    "KS402": "file not allowed in a kernel (deny by default: only files the contract names)",
+    "KS403": "pickle references a global that runs code",
     "KS404": "pickle references a global outside the allow-list",
-    "KS405": "symbolic link in the kernel",
+    "KS405": "symbolic link or special file in the kernel (never opened)",
     "KS406": "unreadable or malformed archive or pickle",
+    "KS407": "file content is not what its role requires",
+    "KS408": "model archive differs from the layout its framework writes",
+    "KS409": "too many files, or a file over its role's size cap",
+    "KS410": "check exceeded its time or memory budget",
     # dependency policy
     "KS501": "requirements.txt line cannot be parsed",
     "KS502": "prohibited requirement form (URL, VCS, path or option)",

@@ -13,6 +13,9 @@ from typing import Any
 
 #: Integers beyond signed 64-bit cannot reach any tensor or Terraform variable intact.
 MAX_ABS_INT = 2**63
+#: Deepest nesting accepted: every consumer (schema validation, placeholder search) walks the
+#: document recursively, and no contract or sample needs more than a handful of levels.
+MAX_DEPTH = 64
 
 
 class StrictJSONError(ValueError):
@@ -55,8 +58,27 @@ def _reject_constant(name: str) -> Any:
     raise StrictJSONError(f"{name} is not valid JSON")
 
 
-def loads_strict(text: str | bytes) -> Any:
-    """Parse JSON, rejecting duplicate keys, NaN/Infinity and out-of-range numbers."""
+def _check_depth(value: Any, limit: int) -> None:
+    """Iterative (never recursive) so that the check itself cannot overflow the stack."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    raise StrictJSONError(f"nesting is deeper than {limit} levels")
+                stack.append((child, depth + 1))
+
+
+def loads_strict(text: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
+    """Parse JSON, rejecting duplicate keys, NaN/Infinity, out-of-range numbers and deep nesting."""
+    value = _parse(text)
+    _check_depth(value, max_depth)
+    return value
+
+
+def _parse(text: str | bytes) -> Any:
     try:
         return json.loads(
             text,
@@ -70,4 +92,4 @@ def loads_strict(text: str | bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise StrictJSONError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except RecursionError:
-        raise StrictJSONError("nesting is too deep") from None
+        raise StrictJSONError(f"nesting is deeper than {MAX_DEPTH} levels") from None

@@ -13,8 +13,10 @@ import ast
 
 from shim.contract.kernel import METADATA_FILE, Kernel
 from shim.findings import Finding
+from shim.kernelfs import MAX_HANDLER_BYTES, KernelFileError, is_regular_file, read_regular
 
 HANDLER_FUNCTIONS = ("preprocess", "postprocess")
+
 
 
 def check_handler(kernel: Kernel) -> list[Finding]:
@@ -23,7 +25,7 @@ def check_handler(kernel: Kernel) -> list[Finding]:
         return []
     metadata_file = str(kernel.root / METADATA_FILE)
     path = kernel.root / name
-    if path.is_symlink() or not path.is_file():
+    if not is_regular_file(path):
         return [Finding(
             "KS008", metadata_file, "$.preprocessing.handler",
             f"handler file {name!r} does not exist in the kernel",
@@ -31,7 +33,10 @@ def check_handler(kernel: Kernel) -> list[Finding]:
             fix=f"add {name} to the kernel directory or remove preprocessing.handler",
         )]
     try:
-        tree = ast.parse(path.read_bytes(), filename=str(path))
+        tree = ast.parse(read_regular(path, MAX_HANDLER_BYTES), filename=str(path))
+    except KernelFileError as exc:
+        return [Finding("KS008", str(path), "", f"cannot be read: {exc}", expected="a regular Python file",
+                        fix="replace it with the handler source")]
     except (SyntaxError, ValueError) as exc:
         line = getattr(exc, "lineno", None)
         reason = exc.msg if isinstance(exc, SyntaxError) else str(exc)

@@ -14,9 +14,12 @@ from typing import Any
 from shim.contract.layout import METADATA_FILE, PLACEHOLDER, REQUIREMENTS_FILE, SAMPLES_DIR
 from shim.contract.schemas import METADATA_SCHEMA, describe_expectation, json_path, schema_errors
 from shim.findings import Finding
+from shim.kernelfs import KernelFileError, read_regular
 from shim.protocol.datatypes import DATATYPES, DataType
 from shim.strict_json import StrictJSONError, loads_strict
 
+#: Largest model_metadata.json read (the artifact policy's role_limits.metadata applies too).
+MAX_METADATA_BYTES = 1024 * 1024
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-4
 
@@ -135,16 +138,20 @@ def read_metadata(root: Path) -> tuple[dict[str, Any] | None, list[Finding]]:
             )
         ]
     path = root / METADATA_FILE
-    if not path.is_file():
+    try:
+        data = read_regular(path, MAX_METADATA_BYTES)
+    except KernelFileError as exc:
+        missing = exc.kind == "missing"
         return None, [
             Finding(
-                "KS002", file, "", "model_metadata.json is missing",
-                expected="the kernel's contract file",
-                fix="create it (`shim init` scaffolds one) next to the model file",
+                "KS002", file, "", "model_metadata.json is missing" if missing else f"model_metadata.json {exc}",
+                expected="the kernel's contract file, a regular JSON file",
+                fix="create it (`shim init` scaffolds one) next to the model file" if missing
+                else "replace it with the contract file itself",
             )
         ]
     try:
-        metadata = loads_strict(path.read_bytes())
+        metadata = loads_strict(data)
     except StrictJSONError as exc:
         return None, [
             Finding(

@@ -14,7 +14,6 @@ from shim.findings import Finding
 
 if TYPE_CHECKING:
     from shim.contract.kernel import Kernel
-    from shim.runtimes.base import Runtime
 
 
 @dataclass
@@ -22,7 +21,6 @@ class ValidationReport:
     kernel_dir: Path
     findings: list[Finding] = field(default_factory=list)
     kernel: Kernel | None = None
-    runtime: Runtime | None = None
     samples_run: int = 0
     #: True when the hooks served this report from their result cache instead of re-running checks.
     cached: bool = False

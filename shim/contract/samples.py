@@ -16,9 +16,13 @@ import numpy as np
 from shim.contract.kernel import Kernel, TensorSpec, Tolerance
 from shim.contract.schemas import SAMPLE_SCHEMA, describe_expectation, json_path, schema_errors
 from shim.findings import Finding
+from shim.kernelfs import KernelFileError, is_regular_file, read_regular
 from shim.protocol.codec import Limits, ProtocolError, decode_request, decode_tensor
 from shim.protocol.datatypes import from_numpy
 from shim.strict_json import StrictJSONError, loads_strict
+
+#: Largest golden sample read (the artifact policy's role_limits.sample applies too).
+MAX_SAMPLE_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,7 @@ def sample_files(kernel: Kernel) -> list[Path]:
     directory = kernel.samples_dir
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.glob("*.json") if p.is_file() and not p.is_symlink())
+    return sorted(p for p in directory.glob("*.json") if is_regular_file(p))
 
 
 def load_samples(kernel: Kernel) -> tuple[list[GoldenSample], list[Finding]]:
@@ -47,7 +51,11 @@ def load_samples(kernel: Kernel) -> tuple[list[GoldenSample], list[Finding]]:
     samples, findings = [], []
     for path in files:
         try:
-            data = loads_strict(path.read_bytes())
+            data = loads_strict(read_regular(path, MAX_SAMPLE_BYTES))
+        except KernelFileError as exc:
+            findings.append(Finding("KS302", str(path), "", f"cannot be read: {exc}",
+                                    expected="a regular JSON file", fix="replace it with the sample itself"))
+            continue
         except StrictJSONError as exc:
             findings.append(Finding("KS302", str(path), exc.location, f"not valid JSON: {exc}",
                                     expected="a JSON golden sample", fix="fix the JSON syntax"))

@@ -170,7 +170,8 @@ def _code_digest() -> str:
     as in an editable install) is never answered from results the old code produced."""
     package = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256(__version__.encode())
-    files = [package / "findings.py", package / "strict_json.py", package / "resources.py"]
+    files = [package / name for name in ("findings.py", "strict_json.py", "resources.py", "kernelfs.py",
+                                         "sandbox.py")]
     for sub in _CODE_PACKAGES:
         files += sorted((package / sub).glob("*.py"))
     for file in files:

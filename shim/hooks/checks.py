@@ -2,18 +2,17 @@
 kernel, the policies and kernelshim are unchanged.
 
 ``validate`` is the full validator (``shim validate``); ``dependencies`` only the requirements.txt
-contract; ``no-pickle`` only the artifact policy (size, forbidden files, links, pickle opcodes).
+contract; ``no-pickle`` only the artifact gate (deny-by-default layout, every file proven by content).
 Heavy imports (numpy, onnx, runtimes, jsonschema) happen only on a cache miss.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from shim.contract.layout import METADATA_FILE, REQUIREMENTS_FILE
+from shim.contract.layout import REQUIREMENTS_FILE
 from shim.contract.results import ValidationReport
 from shim.findings import Finding
 from shim.hooks.cache import ResultCache, environment_fingerprint, kernel_manifest
@@ -40,27 +39,12 @@ def _dependencies(root: Path, policies: Policies) -> tuple[list[Finding], int]:
     return check_requirements(requirements, policies.dependency), 0
 
 
-def _declared_model(root: Path) -> tuple[str | None, str | None]:
-    """model_file and framework as far as the metadata says, even if it breaks the schema: the
-    pickle scan needs them to apply the TorchScript allow-list; metadata errors are not its job."""
-    try:
-        metadata: Any = json.loads((root / METADATA_FILE).read_bytes())
-    except (OSError, ValueError):
-        return None, None
-    if not isinstance(metadata, dict):
-        return None, None
-    model_file, framework = metadata.get("model_file"), metadata.get("framework")
-    return (
-        model_file if isinstance(model_file, str) else None,
-        framework if isinstance(framework, str) else None,
-    )
-
-
 def _no_pickle(root: Path, policies: Policies) -> tuple[list[Finding], int]:
-    from shim.policy.artifacts import check_artifacts
+    """The artifact gate alone: layout, roles and content (pickles included)."""
+    from shim.contract.validator import _raw_metadata
+    from shim.policy.gate import Declaration, check_artifacts
 
-    model_file, framework = _declared_model(root)
-    return check_artifacts(root, policies.artifact, model_file, framework)[1], 0
+    return check_artifacts(root, policies.artifact, Declaration.from_metadata(_raw_metadata(root))).findings, 0
 
 
 #: check name -> (function, the only files its result depends on; None = the whole kernel)

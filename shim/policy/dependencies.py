@@ -15,6 +15,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from shim.findings import Finding
+from shim.kernelfs import KernelFileError, read_regular
 
 _DIRECT_PREFIXES = ("git+", "hg+", "svn+", "bzr+", "http://", "https://", "file:", "ftp://")
 _PATH_PREFIXES = (".", "/", "~", "\\")
@@ -49,11 +50,18 @@ def _split_hashes(line: str) -> tuple[str, list[str]]:
     return requirement, options
 
 
+#: Largest requirements.txt read (the artifact policy's role cap is usually smaller).
+MAX_REQUIREMENTS_BYTES = 1024 * 1024
+
+
 def check_requirements(path: Path, policy: dict[str, Any]) -> list[Finding]:
     """Every finding in requirements.txt against the dependency policy."""
     file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path, MAX_REQUIREMENTS_BYTES).decode("utf-8")
+    except KernelFileError as exc:
+        return [Finding("KS501", file, "", f"cannot be read: {exc}", expected="a regular UTF-8 text file "
+                        f"of at most {MAX_REQUIREMENTS_BYTES:,} bytes", fix="replace it with the requirements file")]
     except UnicodeDecodeError:
         return [Finding("KS501", file, "", "is not UTF-8 text", expected="a UTF-8 requirements file",
                         fix="save the file as UTF-8")]

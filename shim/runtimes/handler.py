@@ -13,8 +13,8 @@ adapters model-only, as in MLServer's split between a model runtime and its code
 
 from __future__ import annotations
 
-import importlib.util
 import sys
+import types
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from shim.contract.kernel import Kernel, TensorSpec
+from shim.kernelfs import MAX_HANDLER_BYTES, KernelFileError, read_regular
 from shim.protocol.datatypes import from_numpy
 from shim.runtimes.base import Runtime
 
@@ -48,14 +49,25 @@ def with_handler(runtime: Runtime, kernel: Kernel) -> Runtime:
 
 
 def _import(path: Path, kernel: Kernel) -> Any:
+    """Compile the handler from its source text and run it as a fresh module.
+
+    Never through the import system: ``importlib`` would prefer a ``__pycache__/*.pyc`` whose header
+    matches the source's size and mtime, i.e. code nobody reviewed. The source is read through
+    ``read_regular`` (no links), compiled with ``compile()`` and executed; no bytecode is written.
+    """
     module_name = f"kernelshim_handler_{kernel.name.replace('-', '_')}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise HandlerLoadError(f"{path}: not an importable Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # so the handler's own dataclasses/pickling can find it
     try:
-        spec.loader.exec_module(module)
+        source = read_regular(path, MAX_HANDLER_BYTES)
+        code = compile(source, str(path), "exec", dont_inherit=True)
+    except KernelFileError as exc:
+        raise HandlerLoadError(f"{path}: {exc}") from None
+    except (SyntaxError, ValueError) as exc:
+        raise HandlerLoadError(f"{path}: is not valid Python: {exc}") from None
+    module = types.ModuleType(module_name)
+    module.__file__ = str(path)
+    sys.modules[module_name] = module  # so the handler's own dataclasses can find their module
+    try:
+        exec(code, module.__dict__)
     except Exception as exc:
         sys.modules.pop(module_name, None)
         raise HandlerLoadError(f"{path}: importing the handler failed: {type(exc).__name__}: {exc}") from None

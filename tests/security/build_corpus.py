@@ -321,10 +321,10 @@ ENTRIES: list[Entry] = [
         _with_file("model.onnx", os_system_pickle),
         executes=True,
     ),
-    Entry("zip-nested-pickle", "KS403", "pickle inside a zip inside a zip", _nested_zip, executes=True),
+    Entry("zip-nested-pickle", "KS402", "pickle inside a zip inside a zip", _nested_zip, executes=True),
     Entry(
         "zip-headerless-member",
-        "KS403",
+        "KS402",
         "reduce-chain pickle as an extensionless zip member",
         _zip_with_pickle,
         executes=True,
@@ -351,8 +351,8 @@ ENTRIES: list[Entry] = [
     ),
     Entry(
         "torchscript-malformed-pickle",
-        "KS406",
-        "TorchScript data.pkl truncated mid-stream",
+        "KS403",
+        "TorchScript data.pkl truncated mid-stream after its os.system global",
         _tampered_torchscript("/data.pkl", lambda m: os_system_pickle(m)[:-6]),
     ),
     Entry(

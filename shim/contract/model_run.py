@@ -1,0 +1,76 @@
+"""Load the model, check its signature and run the golden samples, in a sandboxed child process.
+
+This is the only part of validation that executes anything from the kernel: the model's graph in
+its runtime and the handler's Python source. ``shim validate`` and the pre-commit hook run it in a
+child process (``shim.sandbox``) with a scrubbed environment (no inherited tokens or CI secrets),
+a private temporary working directory and the policy's CPU, memory and wall-clock budget, so a
+handler that reads ``os.environ``, writes files, loops or allocates without bound harms nothing
+and becomes a finding. The server runs kernels in its own container and uses the same functions
+in-process (``shim.server.model_service``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from shim.contract.kernel import Kernel, read_kernel
+from shim.contract.model_check import check_torchscript_signature
+from shim.contract.samples import load_samples, run_samples
+from shim.findings import Finding
+from shim.runtimes.base import Runtime, RuntimeLoadError, load_runtime
+from shim.runtimes.handler import HandlerLoadError, handler_file, with_handler
+
+
+def check_model_run(kernel: Kernel, device: str, run_golden_samples: bool,
+                    progress: Callable[[str], None] = lambda _label: None) -> tuple[list[Finding], int]:
+    """Findings of loading and running the kernel's model, and how many samples ran."""
+    progress(str(kernel.model_path))
+    try:
+        runtime = load_runtime(kernel, device=device)
+    except RuntimeLoadError as exc:
+        code = "KS104" if "not installed" in str(exc) else "KS103"
+        return [Finding(
+            code, str(kernel.model_path), "", str(exc)[:600],
+            expected="a model the runtime can load",
+            fix="pip install 'kernelshim[torch]'" if code == "KS104" else "re-export the model",
+        )], 0
+    try:
+        findings: list[Finding] = []
+        if kernel.framework == "torchscript":
+            findings = check_torchscript_signature(kernel, getattr(runtime, "module", None))
+        if findings or not run_golden_samples:
+            return findings, 0
+        served = _as_served(kernel, runtime, progress)
+        if isinstance(served, Finding):
+            return [served], 0
+        samples, sample_findings = load_samples(kernel)
+        for sample in samples:
+            progress(str(sample.path))
+        return sample_findings + run_samples(kernel, served, samples), len(samples)
+    finally:
+        runtime.close()
+
+
+def _as_served(kernel: Kernel, runtime: Runtime, progress: Callable[[str], None]) -> Runtime | Finding:
+    """The runtime with the kernel's handler around it, as ``shim serve`` runs it."""
+    path = handler_file(kernel)
+    if path is not None:
+        progress(str(path))
+    try:
+        return with_handler(runtime, kernel)
+    except HandlerLoadError as exc:
+        return Finding(
+            "KS008", str(path), "", str(exc)[:600],
+            expected="a handler module that imports cleanly",
+            fix="import only packages the runtime image or the kernel's requirements.txt provide, and "
+            "do no work at import time that can fail",
+        )
+
+
+def run_in_child(payload: dict[str, Any], progress: Callable[[str], None]) -> dict[str, Any]:
+    """``check_model_run`` as the sandboxed child runs it."""
+    kernel = read_kernel(Path(payload["root"]))
+    findings, samples_run = check_model_run(kernel, payload["device"], payload["run_golden_samples"], progress)
+    return {"findings": [f.to_dict() for f in findings], "samples_run": samples_run}

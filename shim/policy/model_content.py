@@ -1,0 +1,140 @@
+"""Content proof of the model file (and ONNX external data) for the artifact gate.
+
+The framework decides what the file must be: an ONNX ModelProto, or a TorchScript archive with
+torch's exact layout. When the metadata is too broken to say, the file's own first bytes choose
+(a zip is checked as TorchScript, anything else as ONNX), so a hostile model is still examined.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
+
+from shim.findings import Finding
+from shim.kernelfs import KernelFileError, open_regular
+from shim.policy.inventory import Entry
+from shim.policy.onnx_file import MAX_PADDING, external_data, uncovered
+from shim.policy.sniff import SNIFF_BYTES, describe_head
+from shim.policy.torchscript_archive import check_torchscript_archive
+
+if TYPE_CHECKING:
+    from shim.policy.gate import _Scan
+
+_ZIP = b"PK\x03\x04"
+_REEXPORT = "re-export the model (torch.onnx.export, skl2onnx, onnx.save, or torch.jit.save) from trusted code"
+
+
+def _head(scan: _Scan, relative: str) -> bytes | None:
+    try:
+        descriptor = open_regular(scan.root / relative)
+    except KernelFileError as exc:
+        scan.add("KS405", relative, str(exc), expected="a regular file", fix="replace it with the model file")
+        return None
+    try:
+        return os.pread(descriptor, SNIFF_BYTES, 0)
+    finally:
+        os.close(descriptor)
+
+
+def check_model_content(scan: _Scan, relative: str) -> tuple[list[Finding], dict[str, list[tuple[int, int]]]]:
+    head = _head(scan, relative)
+    if head is None:
+        return [], {}
+    display = scan.display(relative)
+    framework = scan.declaration.framework or ("torchscript" if head.startswith(_ZIP) else "onnx")
+    if framework == "torchscript":
+        if not head.startswith(_ZIP):
+            expected = "a TorchScript archive (torch.jit.save)"
+            return _not_the_model(scan, relative, head, expected) or [Finding(
+                "KS408", display, "", "does not start with a zip member, as torch.jit.save archives do",
+                expected=expected, fix=_REEXPORT)], {}
+        return check_torchscript_archive(str(scan.root / relative), display, scan.policy, scan.dangerous,
+                                         scan.progress), {}
+    if framework != "onnx":
+        return [], {}  # an unknown framework is a schema finding; nothing loads this file
+    kind = describe_head(head)
+    if kind or head[:1] == b"\x80":
+        findings = _not_the_model(scan, relative, head, "an ONNX model (a protobuf ModelProto)")
+        if findings:
+            return findings, {}
+    return _check_onnx(scan, relative, display)
+
+
+def _not_the_model(scan: _Scan, relative: str, head: bytes, expected: str) -> list[Finding]:
+    """KS407 naming what the file really is (plus KS403/KS404 if it is a pickle), or [] if unknown."""
+    before = len(scan.result.findings)
+    scan.diagnose(relative, (scan.root / relative).lstat().st_size, quiet_unless_pickle=True)
+    pickled = scan.result.findings[before:]
+    del scan.result.findings[before:]
+    kind = describe_head(head) or ("a pickle" if pickled else None)
+    if kind is None:
+        return []
+    return [Finding("KS407", scan.display(relative), "", f"is {kind}, not {expected}", expected=expected,
+                    fix=_REEXPORT), *pickled]
+
+
+def _check_onnx(scan: _Scan, relative: str, display: str) -> tuple[list[Finding], dict[str, list[tuple[int, int]]]]:
+    import onnx
+
+    try:
+        model = onnx.load(str(scan.root / relative), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError and friends
+        return [Finding(
+            "KS103", display, "", f"is not a readable ONNX model: {str(exc)[:200]}",
+            expected="an ONNX ModelProto (torch.onnx.export, skl2onnx, onnx.save)",
+            fix="re-export the model; the file may be truncated or not ONNX",
+        )], {}
+    if model.ir_version <= 0 or not model.HasField("graph"):
+        return [Finding(
+            "KS103", display, "", "parses as protobuf but has no ONNX ir_version or graph",
+            expected="an ONNX ModelProto", fix=_REEXPORT,
+        )], {}
+    allowed = bool((scan.policy["frameworks"].get("onnx") or {}).get("external_data"))
+    references = external_data(model, PurePosixPath(relative).parent)
+    findings = [Finding(
+        "KS105", display, f"tensor {name[:80]!r}", f"external data location {location[:120]!r} {problem}",
+        expected="external data files inside the kernel, next to the model",
+        fix="re-save with onnx.save_model(model, path, save_as_external_data=False) for models under 2 GB",
+    ) for name, location, problem in references.problems]
+    for location in references.ranges:
+        entry = scan.inventory_entry(location)
+        problem = None
+        if not allowed:
+            problem = "is not allowed: policies/artifact_policy.yaml does not allow ONNX external data"
+        elif location in ("model_metadata.json", relative, "requirements.txt") or location.startswith("samples/"):
+            problem = "is a file with another role in the kernel"
+        elif entry is None:
+            problem = "is missing from the kernel (or is not a regular file)"
+        if problem:
+            findings.append(Finding(
+                "KS105", display, "", f"external data location {location[:120]!r} {problem}",
+                expected="external data files inside the kernel, named by the model",
+                fix="save the model's external data next to it, or inside the model file",
+            ))
+    return findings, ({} if findings else references.ranges)
+
+
+def check_external_data(scan: _Scan, entry: Entry, ranges: list[tuple[int, int]]) -> list[Finding]:
+    """The file is exactly tensor data: every byte read by some tensor, or zero padding."""
+    display = scan.display(entry.relative)
+    fix = "re-save the model with onnx.save_model(..., save_as_external_data=True) so the file holds only tensors"
+    if max(end for _, end in ranges) > entry.size:
+        return [Finding("KS407", display, "", f"is {entry.size:,} bytes but the model's tensors read up to byte "
+                        f"{max(end for _, end in ranges):,}", expected="the tensor data the model names",
+                        fix=fix)]
+    try:
+        descriptor = open_regular(scan.root / entry.relative)
+    except KernelFileError as exc:
+        return [Finding("KS405", display, "", str(exc), expected="a regular file", fix=fix)]
+    try:
+        for start, end in uncovered(ranges, entry.size):
+            gap = os.pread(descriptor, min(end - start, MAX_PADDING + 1), start)
+            if end - start > MAX_PADDING or gap.strip(b"\x00"):
+                return [Finding(
+                    "KS407", display, "", f"holds {end - start:,} bytes at offset {start:,} that no tensor of "
+                    "the model reads", expected="only tensor data (and zero padding)", fix=fix,
+                )]
+    finally:
+        os.close(descriptor)
+    return []

@@ -1,0 +1,125 @@
+"""A zip archive that is exactly its members, and nothing else.
+
+``zipfile`` (like most readers) finds the central directory from the end and tolerates bytes
+before the first member, between members, between the directory and its end record, and after
+it. Each of those is a place to hide a second archive or a pickle that another reader would see.
+This check walks the archive's bytes in order: the first local header at offset 0, each member's
+header, data and data descriptor directly followed by the next, the central directory directly
+after the last member, then only the zip64 end records and the end record, ending exactly at the
+end of the file with no comment.
+"""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+from dataclasses import dataclass
+from typing import BinaryIO
+
+_LOCAL = b"PK\x03\x04"
+_DESCRIPTOR = b"PK\x07\x08"
+_END = b"PK\x05\x06"
+_ZIP64_END = b"PK\x06\x06"
+_ZIP64_LOCATOR = b"PK\x06\x07"
+_END_SIZE = 22
+_ZIP64_LOCATOR_SIZE = 20
+_FLAG_ENCRYPTED = 0x1
+_FLAG_DESCRIPTOR = 0x8
+
+
+class LayoutError(Exception):
+    """The archive has bytes that belong to no member, or a malformed structure."""
+
+
+@dataclass(frozen=True)
+class Member:
+    info: zipfile.ZipInfo
+    data_offset: int
+
+
+def _read_at(handle: BinaryIO, offset: int, size: int) -> bytes:
+    handle.seek(offset)
+    return handle.read(size)
+
+
+def _directory_bounds(handle: BinaryIO, file_size: int) -> tuple[int, int]:
+    """(offset of the central directory, offset where its end records start)."""
+    if file_size < _END_SIZE:
+        raise LayoutError("is too short to be a zip archive")
+    end = _read_at(handle, file_size - _END_SIZE, _END_SIZE)
+    if end[:4] != _END:
+        raise LayoutError("has bytes after the zip end record (a comment or appended data)")
+    _, _, _, _, _, cd_size, cd_offset, comment = struct.unpack("<4s4H2LH", end)
+    if comment:
+        raise LayoutError("has a zip comment")
+    records_start = file_size - _END_SIZE
+    if cd_size == 0xFFFFFFFF or cd_offset == 0xFFFFFFFF or records_start >= _ZIP64_LOCATOR_SIZE:
+        locator = _read_at(handle, records_start - _ZIP64_LOCATOR_SIZE, _ZIP64_LOCATOR_SIZE)
+        if locator[:4] == _ZIP64_LOCATOR:
+            zip64_offset = struct.unpack("<4sLQL", locator)[2]
+            record = _read_at(handle, zip64_offset, 56)
+            if record[:4] != _ZIP64_END:
+                raise LayoutError("has a zip64 locator that points at no zip64 end record")
+            record_size = struct.unpack("<Q", record[4:12])[0] + 12
+            if zip64_offset + record_size != records_start - _ZIP64_LOCATOR_SIZE:
+                raise LayoutError("has bytes between the zip64 end record and its locator")
+            cd_size, cd_offset = struct.unpack("<QQ", record[40:56])
+            records_start = zip64_offset
+    if cd_offset + cd_size != records_start:
+        raise LayoutError("has bytes between the central directory and the end record")
+    return cd_offset, cd_offset + cd_size
+
+
+def check_zip_layout(handle: BinaryIO, archive: zipfile.ZipFile, file_size: int) -> list[Member]:
+    """The members in file order, if the archive holds no byte outside them; else ``LayoutError``."""
+    if _read_at(handle, 0, 4) != _LOCAL:
+        raise LayoutError("does not start with a zip member (bytes are prepended to the archive)")
+    cd_offset, _ = _directory_bounds(handle, file_size)
+    infos = sorted(archive.infolist(), key=lambda i: i.header_offset)
+    names = [i.filename for i in infos]
+    if len(set(names)) != len(names):
+        raise LayoutError("has two members with the same name")
+    members: list[Member] = []
+    position = 0
+    for info in infos:
+        if info.header_offset != position:
+            raise LayoutError(f"has {info.header_offset - position:+,} unexplained bytes before member "
+                              f"{info.filename[:80]!r}")
+        header = _read_at(handle, position, 30)
+        if header[:4] != _LOCAL:
+            raise LayoutError(f"member {info.filename[:80]!r} has no local header where the directory says")
+        flags = struct.unpack("<H", header[6:8])[0]
+        name_length, extra_length = struct.unpack("<HH", header[26:30])
+        local_name = _read_at(handle, position + 30, name_length)
+        if local_name.decode("utf-8", "replace") != info.filename and local_name.decode(
+            "cp437", "replace"
+        ) != info.filename:
+            raise LayoutError(f"member {info.filename[:80]!r} has a different name in its local header")
+        if flags & _FLAG_ENCRYPTED or info.flag_bits & _FLAG_ENCRYPTED:
+            raise LayoutError(f"member {info.filename[:80]!r} is encrypted")
+        data_offset = position + 30 + name_length + extra_length
+        position = data_offset + info.compress_size
+        if flags & _FLAG_DESCRIPTOR:
+            position += _descriptor_size(handle, position, info)
+        members.append(Member(info, data_offset))
+    if position != cd_offset:
+        raise LayoutError(f"has {cd_offset - position:+,} unexplained bytes before its central directory")
+    return members
+
+
+def _descriptor_size(handle: BinaryIO, offset: int, info: zipfile.ZipInfo) -> int:
+    head = _read_at(handle, offset, 4)
+    signed = 4 if head == _DESCRIPTOR else 0
+    large = info.compress_size >= 0xFFFFFFFF or info.file_size >= 0xFFFFFFFF or any(
+        True for _ in _zip64_extra(info.extra)
+    )
+    return signed + (20 if large else 12)
+
+
+def _zip64_extra(extra: bytes):
+    position = 0
+    while position + 4 <= len(extra):
+        tag, size = struct.unpack("<HH", extra[position:position + 4])
+        if tag == 0x0001:
+            yield size
+        position += 4 + size

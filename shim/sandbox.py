@@ -1,0 +1,191 @@
+"""Run one check in a child process with a time, CPU and memory budget and a scrubbed environment.
+
+Hostile input is parsed by libraries (the C unpickler, protobuf, zlib, onnxruntime, torch) whose
+time and memory we cannot bound from Python: a pickle can ask the unpickler to grow its memo to
+gigabytes, a handler can loop forever. So the content scan and the golden-sample run happen in a
+fresh interpreter (``python -I -S`` given the parent's ``sys.path``: no user site, no
+PYTHONPATH, no ``sitecustomize``) that:
+
+- sets ``RLIMIT_AS`` (address space), ``RLIMIT_CPU`` and ``RLIMIT_CORE`` on itself before reading
+  any input, and is killed with its whole process group when the wall-clock budget runs out;
+- gets only an allow-listed environment (``PATH``, locale, thread and device selection variables;
+  never tokens, cloud credentials or CI secrets) and a private temporary ``HOME``/``TMPDIR``/working
+  directory, removed afterwards;
+- speaks JSON lines on a private pipe: ``{"progress": label}`` before each file, then
+  ``{"result": ...}``. Its stdout is redirected to stderr so that kernel code printing cannot forge
+  the protocol by accident. The parent never echoes the child's stderr.
+
+A budget overrun, a crash or garbled output becomes ``SandboxFailure`` naming the last file the
+child reported working on, which the caller turns into a finding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: Variables a child may inherit (device and thread selection); everything else is dropped.
+PASSED_VARIABLES = ("PATH", "LANG", "LC_ALL", "TZ", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
+                    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "LD_LIBRARY_PATH")
+_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+#: The child gets exactly the parent's module search path (``-I -S``: nothing from the environment,
+#: no site hooks), so it sees the same libraries as the process that asked for the check.
+_BOOTSTRAP = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
+              "from shim.sandbox import child_main; child_main(int(sys.argv[2]))")
+
+
+@dataclass(frozen=True)
+class Budget:
+    wall_seconds: float
+    cpu_seconds: int
+    memory_bytes: int | None
+
+    @classmethod
+    def from_policy(cls, entry: dict[str, Any]) -> Budget:
+        return cls(float(entry["wall_seconds"]), int(entry["cpu_seconds"]), int(entry["memory_bytes"]))
+
+
+class SandboxFailure(Exception):
+    """The child did not deliver a result; ``last`` is the last progress label it sent."""
+
+    def __init__(self, message: str, last: str | None) -> None:
+        super().__init__(message)
+        self.last = last
+
+
+def scrubbed_environment(home: str) -> dict[str, str]:
+    env = {k: os.environ[k] for k in PASSED_VARIABLES if k in os.environ}
+    env.setdefault("PATH", os.defpath)
+    env.update(HOME=home, TMPDIR=home, PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1")
+    env.setdefault("LANG", "C.UTF-8")
+    return env
+
+
+def run_isolated(target: str, payload: dict[str, Any], budget: Budget) -> Any:
+    """``target`` ("module:function") called as ``function(payload, progress)`` in a child process;
+    returns its JSON-able result or raises ``SandboxFailure``."""
+    home = tempfile.mkdtemp(prefix="kernelshim-sandbox-")
+    read_end, write_end = os.pipe()
+    request = json.dumps({"target": target, "payload": payload, "budget": budget.__dict__}).encode()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-B", "-c", _BOOTSTRAP, json.dumps([_PACKAGE_PARENT, *sys.path]),
+             str(write_end)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=home, env=scrubbed_environment(home), start_new_session=True, pass_fds=(write_end,),
+        )
+        os.close(write_end)
+        write_end = -1
+        return _collect(process, request, read_end, budget)
+    finally:
+        if write_end >= 0:
+            os.close(write_end)
+        os.close(read_end)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _collect(process: subprocess.Popen, request: bytes, read_end: int, budget: Budget) -> Any:
+    import selectors
+    import time
+
+    deadline = time.monotonic() + budget.wall_seconds
+    with contextlib.suppress(BrokenPipeError):
+        assert process.stdin is not None
+        process.stdin.write(request)
+        process.stdin.close()
+    buffer = b""
+    last: str | None = None
+    result: Any = None
+    have_result = False
+    with selectors.DefaultSelector() as selector:
+        selector.register(read_end, selectors.EVENT_READ)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(timeout=remaining):
+                _kill(process)
+                raise SandboxFailure(f"did not finish within {budget.wall_seconds:g} s", last)
+            chunk = os.read(read_end, 1 << 16)
+            if not chunk:
+                break
+            buffer += chunk
+            if len(buffer) > 64 * 1024 * 1024:
+                _kill(process)
+                raise SandboxFailure("sent more output than any check produces", last)
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    _kill(process)
+                    raise SandboxFailure("sent a garbled answer", last) from None
+                if "progress" in message:
+                    last = str(message["progress"])
+                elif "result" in message:
+                    result, have_result = message["result"], True
+                elif "memory" in message:
+                    last = str(message.get("last") or last)
+                    _kill(process)
+                    raise SandboxFailure(f"needed more than {budget.memory_bytes:,} bytes of memory", last)
+    code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    if have_result and code == 0:
+        return result
+    if code == -signal.SIGXCPU or code == -signal.SIGKILL:
+        raise SandboxFailure(f"used more than {budget.cpu_seconds} s of CPU time", last)
+    raise SandboxFailure(f"stopped without an answer (exit status {code})", last)
+
+
+def _kill(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+
+
+def _apply_limits(budget: dict[str, Any]) -> None:
+    import resource
+
+    cpu = int(budget["cpu_seconds"])
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if budget.get("memory_bytes"):
+        memory = int(budget["memory_bytes"])
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+
+def child_main(channel_fd: int) -> None:
+    """Entry point of the child (see ``_BOOTSTRAP``)."""
+    channel = os.fdopen(channel_fd, "w", buffering=1, encoding="utf-8")
+    os.set_inheritable(channel_fd, False)
+    os.dup2(2, 1)  # anything kernel code prints goes to stderr, never into the channel
+    request = json.loads(sys.stdin.buffer.read())
+    _apply_limits(request["budget"])
+    last: list[str | None] = [None]
+
+    def progress(label: str) -> None:
+        last[0] = label
+        channel.write(json.dumps({"progress": label}) + "\n")
+
+    module_name, _, function_name = request["target"].partition(":")
+    function: Callable[[dict[str, Any], Callable[[str], None]], Any] = getattr(
+        importlib.import_module(module_name), function_name
+    )
+    try:
+        result = function(request["payload"], progress)
+    except MemoryError:
+        channel.write(json.dumps({"memory": True, "last": last[0]}) + "\n")
+        channel.flush()
+        os._exit(3)
+    channel.write(json.dumps({"result": result}) + "\n")
+    channel.flush()
+    os._exit(0)
