@@ -149,6 +149,10 @@ def render_markdown(results: dict[str, Any]) -> str:
     if startup:
         lines += ["", "Validator and start-up:", ""]
         lines += [f"- {key}: {value}" for key, value in startup.items()]
+    gate = results.get("gate")
+    if gate:
+        lines += ["", "Artifact gate (clean TorchScript archive; target >= 200 MB/s of weight data):", ""]
+        lines += [f"- {key}: {value}" for key, value in gate.items()]
     return "\n".join(lines)
 
 

@@ -144,7 +144,8 @@ def read_metadata(root: Path) -> tuple[dict[str, Any] | None, list[Finding]]:
         missing = exc.kind == "missing"
         return None, [
             Finding(
-                "KS002", file, "", "model_metadata.json is missing" if missing else f"model_metadata.json {exc}",
+                "KS002", file, "",
+                "model_metadata.json is missing" if missing else f"model_metadata.json {exc}",
                 expected="the kernel's contract file, a regular JSON file",
                 fix="create it (`shim init` scaffolds one) next to the model file" if missing
                 else "replace it with the contract file itself",

@@ -15,6 +15,7 @@ from onnx.external_data_helper import uses_external_data
 
 from shim.contract.kernel import METADATA_FILE, Kernel, TensorSpec
 from shim.findings import Finding
+from shim.policy.onnx_file import iter_tensors
 from shim.protocol.datatypes import from_onnx, onnx_type_name
 
 _ONNX_PROTO_LIMIT = 2**31 - 1
@@ -54,37 +55,10 @@ def check_model_file(kernel: Kernel, artifact_policy: dict[str, Any]) -> list[Fi
     return findings
 
 
-def _external_data_findings(model: onnx.ModelProto, kernel: Kernel) -> list[Finding]:
-    findings = []
-    root = kernel.root.resolve()
-    for tensor in _all_initializers(model):
-        if not uses_external_data(tensor):
-            continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        target = (kernel.model_path.parent / location).resolve()
-        if not target.is_relative_to(root) or not target.is_file():
-            problem = "outside the kernel" if not target.is_relative_to(root) else "missing"
-            findings.append(Finding(
-                "KS105", str(kernel.model_path), f"initializer {tensor.name!r}",
-                f"external data location {location!r} is {problem}",
-                expected="weights inside the model file, or external data files inside the kernel directory",
-                fix="re-save with onnx.save_model(model, path, save_as_external_data=False) "
-                "for models under 2 GB",
-            ))
-    return findings
-
-
-def _all_initializers(model: onnx.ModelProto) -> list[onnx.TensorProto]:
-    tensors = list(model.graph.initializer)
-    for node in model.graph.node:
-        for attribute in node.attribute:
-            if attribute.HasField("t"):
-                tensors.append(attribute.t)
-    return tensors
-
-
 def load_onnx(kernel: Kernel) -> tuple[onnx.ModelProto | None, list[Finding]]:
-    """Load and fully check the ONNX model; external data must stay inside the kernel."""
+    """Load and fully check the ONNX model. Its external data was proven by the artifact gate
+    (inside the kernel, exactly tensor bytes); a model with any, in the main graph or a subgraph,
+    is checked from its path so the checker resolves the data files next to it."""
     path = kernel.model_path
     try:
         model = onnx.load(str(path), load_external_data=False)
@@ -94,11 +68,8 @@ def load_onnx(kernel: Kernel) -> tuple[onnx.ModelProto | None, list[Finding]]:
             expected="an ONNX ModelProto (torch.onnx.export, skl2onnx, onnx.save)",
             fix="re-export the model; the file may be truncated or not ONNX",
         )]
-    external = _external_data_findings(model, kernel)
-    if external:
-        return None, external
     try:
-        has_external = any(uses_external_data(t) for t in _all_initializers(model))
+        has_external = any(uses_external_data(t) for t in iter_tensors(model))
         if has_external or model.ByteSize() > _ONNX_PROTO_LIMIT:
             onnx.checker.check_model(str(path), full_check=True)
         else:

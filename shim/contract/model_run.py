@@ -23,19 +23,28 @@ from shim.runtimes.base import Runtime, RuntimeLoadError, load_runtime
 from shim.runtimes.handler import HandlerLoadError, handler_file, with_handler
 
 
-def check_model_run(kernel: Kernel, device: str, run_golden_samples: bool,
-                    progress: Callable[[str], None] = lambda _label: None) -> tuple[list[Finding], int]:
+def check_model_run(
+    kernel: Kernel,
+    device: str,
+    run_golden_samples: bool,
+    progress: Callable[[str], None] = lambda _label: None,
+) -> tuple[list[Finding], int]:
     """Findings of loading and running the kernel's model, and how many samples ran."""
     progress(str(kernel.model_path))
     try:
         runtime = load_runtime(kernel, device=device)
     except RuntimeLoadError as exc:
         code = "KS104" if "not installed" in str(exc) else "KS103"
-        return [Finding(
-            code, str(kernel.model_path), "", str(exc)[:600],
-            expected="a model the runtime can load",
-            fix="pip install 'kernelshim[torch]'" if code == "KS104" else "re-export the model",
-        )], 0
+        return [
+            Finding(
+                code,
+                str(kernel.model_path),
+                "",
+                str(exc)[:600],
+                expected="a model the runtime can load",
+                fix="pip install 'kernelshim[torch]'" if code == "KS104" else "re-export the model",
+            )
+        ], 0
     try:
         findings: list[Finding] = []
         if kernel.framework == "torchscript":
@@ -62,7 +71,10 @@ def _as_served(kernel: Kernel, runtime: Runtime, progress: Callable[[str], None]
         return with_handler(runtime, kernel)
     except HandlerLoadError as exc:
         return Finding(
-            "KS008", str(path), "", str(exc)[:600],
+            "KS008",
+            str(path),
+            "",
+            str(exc)[:600],
             expected="a handler module that imports cleanly",
             fix="import only packages the runtime image or the kernel's requirements.txt provide, and "
             "do no work at import time that can fail",
@@ -72,5 +84,7 @@ def _as_served(kernel: Kernel, runtime: Runtime, progress: Callable[[str], None]
 def run_in_child(payload: dict[str, Any], progress: Callable[[str], None]) -> dict[str, Any]:
     """``check_model_run`` as the sandboxed child runs it."""
     kernel = read_kernel(Path(payload["root"]))
-    findings, samples_run = check_model_run(kernel, payload["device"], payload["run_golden_samples"], progress)
+    findings, samples_run = check_model_run(
+        kernel, payload["device"], payload["run_golden_samples"], progress
+    )
     return {"findings": [f.to_dict() for f in findings], "samples_run": samples_run}

@@ -51,7 +51,8 @@ def validate_kernel(
     if not root.is_dir():
         return report
 
-    gate = check_artifacts(root, policies.artifact, Declaration.from_metadata(metadata or _raw_metadata(root)))
+    declaration = Declaration.from_metadata(metadata or _raw_metadata(root))
+    gate = check_artifacts(root, policies.artifact, declaration)
     report.findings += gate.findings
     if (root / REQUIREMENTS_FILE).exists() and not gate.blocks(REQUIREMENTS_FILE):
         report.findings += check_requirements(root / REQUIREMENTS_FILE, policies.dependency)

@@ -44,7 +44,8 @@ def _no_pickle(root: Path, policies: Policies) -> tuple[list[Finding], int]:
     from shim.contract.validator import _raw_metadata
     from shim.policy.gate import Declaration, check_artifacts
 
-    return check_artifacts(root, policies.artifact, Declaration.from_metadata(_raw_metadata(root))).findings, 0
+    declaration = Declaration.from_metadata(_raw_metadata(root))
+    return check_artifacts(root, policies.artifact, declaration).findings, 0
 
 
 #: check name -> (function, the only files its result depends on; None = the whole kernel)

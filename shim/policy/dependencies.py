@@ -61,7 +61,8 @@ def check_requirements(path: Path, policy: dict[str, Any]) -> list[Finding]:
         text = read_regular(path, MAX_REQUIREMENTS_BYTES).decode("utf-8")
     except KernelFileError as exc:
         return [Finding("KS501", file, "", f"cannot be read: {exc}", expected="a regular UTF-8 text file "
-                        f"of at most {MAX_REQUIREMENTS_BYTES:,} bytes", fix="replace it with the requirements file")]
+                        f"of at most {MAX_REQUIREMENTS_BYTES:,} bytes",
+                        fix="replace it with the requirements file")]
     except UnicodeDecodeError:
         return [Finding("KS501", file, "", "is not UTF-8 text", expected="a UTF-8 requirements file",
                         fix="save the file as UTF-8")]

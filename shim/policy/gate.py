@@ -35,19 +35,29 @@ from shim.policy.sniff import SNIFF_BYTES, describe_head, npy_holds_objects
 from shim.strict_json import StrictJSONError, loads_strict
 
 METADATA, MODEL, EXTERNAL_DATA, SAMPLE, REQUIREMENTS, HANDLER, DOCUMENTATION = (
-    "metadata", "model", "external data", "golden sample", "requirements", "handler", "documentation"
+    "metadata",
+    "model",
+    "external data",
+    "golden sample",
+    "requirements",
+    "handler",
+    "documentation",
 )
 SAMPLES_DIR = "samples"
 #: Findings of one kind listed one by one before the rest are summed up in one finding.
 MAX_LISTED = 25
 #: Bytes of a refused file read to say what it really is.
 DIAGNOSIS_BYTES = 64 * 1024 * 1024
-KERNEL_FILES = ("only model_metadata.json, the model file named by model_file (with the external data "
-                "files an ONNX model names), samples/*.json, requirements.txt, the handler named by "
-                "preprocessing.handler, and documentation (README.md, *.md, LICENSE)")
-REMOVE_FIX = ("remove it from the kernel: keep data in the dataset store (training_dataset), code in the "
-              "handler, weights inside the model file; Ops can allow more files in "
-              "policies/artifact_policy.yaml (extra_files)")
+KERNEL_FILES = (
+    "only model_metadata.json, the model file named by model_file (with the external data "
+    "files an ONNX model names), samples/*.json, requirements.txt, the handler named by "
+    "preprocessing.handler, and documentation (README.md, *.md, LICENSE)"
+)
+REMOVE_FIX = (
+    "remove it from the kernel: keep data in the dataset store (training_dataset), code in the "
+    "handler, weights inside the model file; Ops can allow more files in "
+    "policies/artifact_policy.yaml (extra_files)"
+)
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,9 @@ class Declaration:
     def from_metadata(cls, metadata: Any) -> Declaration:
         if not isinstance(metadata, dict):
             return cls()
-        handler = (metadata.get("preprocessing") or {}) if isinstance(metadata.get("preprocessing"), dict) else {}
+        handler = (
+            (metadata.get("preprocessing") or {}) if isinstance(metadata.get("preprocessing"), dict) else {}
+        )
         values = (metadata.get("model_file"), metadata.get("framework"), handler.get("handler"))
         model_file, framework, handler_name = (v if isinstance(v, str) and v else None for v in values)
         return cls(_top_level(model_file), framework, _top_level(handler_name))
@@ -86,8 +98,9 @@ class GateResult:
 
 
 class _Scan:
-    def __init__(self, root: Path, policy: Mapping[str, Any], declaration: Declaration,
-                 progress: Callable[[str], None]) -> None:
+    def __init__(
+        self, root: Path, policy: Mapping[str, Any], declaration: Declaration, progress: Callable[[str], None]
+    ) -> None:
         self.root = root
         self.policy = policy
         self.declaration = declaration
@@ -98,14 +111,24 @@ class _Scan:
         self.inventory = Inventory(root, [])
         self.model_names = {n for entry in policy["frameworks"].values() for n in entry["model_files"]}
         patterns = policy.get("dangerous_pickle_globals") or []
-        self.dangerous: Callable[[str], bool] = lambda name: any(fnmatch.fnmatchcase(name, p) for p in patterns)
+        self.dangerous: Callable[[str], bool] = lambda name: any(
+            fnmatch.fnmatchcase(name, p) for p in patterns
+        )
 
     # -- reporting ------------------------------------------------------------------------------
     def display(self, relative: str) -> str:
         return str(self.root / display_name(relative))
 
-    def add(self, code: str, relative: str | None, message: str, expected: str, fix: str,
-            refuse: bool = True, where: str = "") -> None:
+    def add(
+        self,
+        code: str,
+        relative: str | None,
+        message: str,
+        expected: str,
+        fix: str,
+        refuse: bool = True,
+        where: str = "",
+    ) -> None:
         if relative is not None and refuse:
             self.result.refused.add(relative)
         count = self.listed[code] = self.listed.get(code, 0) + 1
@@ -117,24 +140,39 @@ class _Scan:
     def summarize(self) -> None:
         for code, count in self.listed.items():
             if count > MAX_LISTED:
-                self.result.findings.append(Finding(
-                    code, str(self.root), "", f"and {count - MAX_LISTED:,} more findings like the ones above",
-                    expected=KERNEL_FILES, fix=REMOVE_FIX,
-                ))
+                self.result.findings.append(
+                    Finding(
+                        code,
+                        str(self.root),
+                        "",
+                        f"and {count - MAX_LISTED:,} more findings like the ones above",
+                        expected=KERNEL_FILES,
+                        fix=REMOVE_FIX,
+                    )
+                )
 
     # -- layout ---------------------------------------------------------------------------------
     def run(self) -> GateResult:
         # Every folder is entered (within the entry cap) so that each refused file is named.
         inventory = self.inventory = walk(self.root, int(self.policy["max_entries"]), lambda _rel: True)
         if inventory.truncated:
-            self.add("KS409", None, f"has more than {self.policy['max_entries']:,} files and folders",
-                     expected=f"at most {self.policy['max_entries']:,} entries: {KERNEL_FILES}", fix=REMOVE_FIX)
+            self.add(
+                "KS409",
+                None,
+                f"has more than {self.policy['max_entries']:,} files and folders",
+                expected=f"at most {self.policy['max_entries']:,} entries: {KERNEL_FILES}",
+                fix=REMOVE_FIX,
+            )
         total = sum(e.size for e in inventory.entries)
         cap = int(self.policy["max_kernel_size_bytes"])
         if total > cap:
-            self.add("KS401", None, f"kernel is {total:,} bytes; the cap is {cap:,} bytes",
-                     expected=f"at most {cap:,} bytes in all files together",
-                     fix="remove files the model does not need at inference time (data sets, checkpoints, logs)")
+            self.add(
+                "KS401",
+                None,
+                f"kernel is {total:,} bytes; the cap is {cap:,} bytes",
+                expected=f"at most {cap:,} bytes in all files together",
+                fix="remove files the model does not need at inference time (data sets, checkpoints, logs)",
+            )
         roles, pending = self.assign_roles(inventory)
         self.check_contents(roles, pending)
         self.summarize()
@@ -154,8 +192,13 @@ class _Scan:
                 ):
                     self.refuse_entry(entry, "folder")  # an empty folder; a full one is named by its files
             elif entry.kind != FILE:
-                self.add("KS405", entry.relative, "is a special file (device, FIFO or socket); it is never "
-                         "opened", expected="regular files only", fix="remove it from the kernel")
+                self.add(
+                    "KS405",
+                    entry.relative,
+                    "is a special file (device, FIFO or socket); it is never opened",
+                    expected="regular files only",
+                    fix="remove it from the kernel",
+                )
             else:
                 role = self.role_of(entry.relative)
                 if role == SAMPLE:
@@ -165,22 +208,33 @@ class _Scan:
                 else:
                     roles[entry.relative] = role
         if samples > self.limits["samples_count"]:
-            self.add("KS409", SAMPLES_DIR, f"holds {samples} golden samples; at most {self.limits['samples_count']}"
-                     " are allowed", expected="a few representative samples",
-                     fix="keep the samples that cover distinct behaviour", refuse=False)
+            self.add(
+                "KS409",
+                SAMPLES_DIR,
+                f"holds {samples} golden samples; at most {self.limits['samples_count']} are allowed",
+                expected="a few representative samples",
+                fix="keep the samples that cover distinct behaviour",
+                refuse=False,
+            )
         return roles, pending
 
     def _link(self, entry: Entry) -> None:
-        self.add("KS405", entry.relative, "is a symbolic link; links are never followed or read",
-                 expected="regular files only (images and uploads copy links ambiguously, and a link "
-                 "can point at secrets outside the kernel)",
-                 fix="replace the link with the file itself, or remove it")
+        self.add(
+            "KS405",
+            entry.relative,
+            "is a symbolic link; links are never followed or read",
+            expected="regular files only (images and uploads copy links ambiguously, and a link "
+            "can point at secrets outside the kernel)",
+            fix="replace the link with the file itself, or remove it",
+        )
 
     def role_of(self, relative: str) -> str | None:
         declaration = self.declaration
         if relative == "model_metadata.json":
             return METADATA
-        if relative == declaration.model_file or (declaration.model_file is None and relative in self.model_names):
+        if relative == declaration.model_file or (
+            declaration.model_file is None and relative in self.model_names
+        ):
             return MODEL  # with unreadable metadata, any allowed model name is checked as the model
         if relative == "requirements.txt":
             return REQUIREMENTS
@@ -208,8 +262,10 @@ class _Scan:
         suffix = PurePosixPath(name).suffix.lower()
         reasons: Mapping[str, str] = self.policy.get("forbidden_extensions") or {}
         if name == "__pycache__":
-            reason = ("compiled Python caches are imported instead of the reviewed source; ship only the "
-                      "handler's .py")
+            reason = (
+                "compiled Python caches are imported instead of the reviewed source; ship only the "
+                "handler's .py"
+            )
         elif name.startswith("."):
             reason = f"hidden {what}s are not part of a kernel (nothing reviews what they hold)"
         elif suffix in reasons:
@@ -218,8 +274,13 @@ class _Scan:
             reason = "folders other than samples/ are not part of a kernel"
         else:
             reason = "it is not a file the contract names"
-        self.add("KS402", entry.relative, f"is not allowed in a kernel: {reason}",
-                 expected=KERNEL_FILES, fix=REMOVE_FIX)
+        self.add(
+            "KS402",
+            entry.relative,
+            f"is not allowed in a kernel: {reason}",
+            expected=KERNEL_FILES,
+            fix=REMOVE_FIX,
+        )
         if entry.kind == FILE and self.listed["KS402"] <= MAX_LISTED:
             self.diagnose(entry.relative, entry.size)
 
@@ -235,7 +296,9 @@ class _Scan:
             elif role == METADATA:
                 self.check_size(relative, self.limits["metadata"])  # content: the contract reader (KS003/4)
             elif role in (REQUIREMENTS, HANDLER, DOCUMENTATION):
-                limit = {REQUIREMENTS: "requirements", HANDLER: "handler", DOCUMENTATION: "documentation"}[role]
+                limit = {REQUIREMENTS: "requirements", HANDLER: "handler", DOCUMENTATION: "documentation"}[
+                    role
+                ]
                 self.check_text(relative, self.limits[limit], role)
             else:
                 extra = self.policy["extra_files"][int(role.split(":")[1])]
@@ -255,16 +318,27 @@ class _Scan:
             return read_regular(self.root / relative, limit)
         except KernelFileError as exc:
             code = "KS409" if exc.kind == "too-large" else "KS405"
-            self.add(code, relative, str(exc), expected=f"a regular file of at most {limit:,} bytes",
-                     fix="make the file smaller (policies/artifact_policy.yaml, role_limits, sets the caps)"
-                     if code == "KS409" else "replace it with a regular file")
+            self.add(
+                code,
+                relative,
+                str(exc),
+                expected=f"a regular file of at most {limit:,} bytes",
+                fix="make the file smaller (policies/artifact_policy.yaml, role_limits, sets the caps)"
+                if code == "KS409"
+                else "replace it with a regular file",
+            )
             return None
 
     def check_size(self, relative: str, limit: int) -> None:
         size = (self.root / relative).lstat().st_size
         if size > limit:
-            self.add("KS409", relative, f"is {size:,} bytes; at most {limit:,} are allowed for this file",
-                     expected=f"at most {limit:,} bytes", fix="make the file smaller")
+            self.add(
+                "KS409",
+                relative,
+                f"is {size:,} bytes; at most {limit:,} are allowed for this file",
+                expected=f"at most {limit:,} bytes",
+                fix="make the file smaller",
+            )
 
     def check_json(self, relative: str, limit: int, code: str) -> None:
         data = self.read(relative, limit)
@@ -273,14 +347,25 @@ class _Scan:
         try:
             value = loads_strict(data, max_depth=int(self.limits["json_depth"]))
         except StrictJSONError as exc:
-            self.add(code, relative, f"is not strict JSON: {exc}", expected="one UTF-8 JSON object within "
-                     f"{self.limits['json_depth']} levels of nesting, unique keys, finite numbers",
-                     fix="fix the JSON at that spot, or regenerate the file", where=exc.location)
+            self.add(
+                code,
+                relative,
+                f"is not strict JSON: {exc}",
+                expected="one UTF-8 JSON object within "
+                f"{self.limits['json_depth']} levels of nesting, unique keys, finite numbers",
+                fix="fix the JSON at that spot, or regenerate the file",
+                where=exc.location,
+            )
             self.diagnose(relative, len(data), data)
             return
         if not isinstance(value, dict):
-            self.add(code, relative, f"holds a JSON {type(value).__name__}, not an object",
-                     expected="one JSON object", fix="regenerate the file")
+            self.add(
+                code,
+                relative,
+                f"holds a JSON {type(value).__name__}, not an object",
+                expected="one JSON object",
+                fix="regenerate the file",
+            )
 
     def check_text(self, relative: str, limit: int, role: str) -> None:
         data = self.read(relative, limit)
@@ -296,12 +381,18 @@ class _Scan:
                 problem = f"is not UTF-8 text (invalid byte at offset {exc.start})"
         kind = describe_head(data[:SNIFF_BYTES])
         if problem or kind:
-            self.add("KS407", relative, f"{problem or 'is ' + str(kind)}; a {role} file must be plain text",
-                     expected="UTF-8 text without NUL bytes", fix="save the file as plain UTF-8 text")
+            self.add(
+                "KS407",
+                relative,
+                f"{problem or 'is ' + str(kind)}; a {role} file must be plain text",
+                expected="UTF-8 text without NUL bytes",
+                fix="save the file as plain UTF-8 text",
+            )
         self.diagnose(relative, len(data), data, quiet_unless_pickle=True)
 
-    def diagnose(self, relative: str, size: int, data: bytes | None = None,
-                 quiet_unless_pickle: bool = False) -> None:
+    def diagnose(
+        self, relative: str, size: int, data: bytes | None = None, quiet_unless_pickle: bool = False
+    ) -> None:
         """Say what a refused file really is: a pickle that would call a global (KS403/KS404), or a
         container (in the KS407 message). Never needed to refuse it: the role check already did."""
         if data is None:
@@ -315,17 +406,26 @@ class _Scan:
         if data[:2] == b"\x1f\x8b":
             payloads.append(_gunzip_head(data))
         if data.startswith(b"\x93NUMPY") and npy_holds_objects(data):
-            self.add("KS403", relative, "is a numpy array of Python objects: loading it unpickles them",
-                     expected="no pickled objects in a kernel", fix=REMOVE_FIX)
+            self.add(
+                "KS403",
+                relative,
+                "is a numpy array of Python objects: loading it unpickles them",
+                expected="no pickled objects in a kernel",
+                fix=REMOVE_FIX,
+            )
         for payload in payloads:
             offset = payload.find(b"\x80", 0, 4096) if payload.startswith(b"\x93NUMPY") else 0
-            name = first_global(payload[max(offset, 0):], max_bytes=DIAGNOSIS_BYTES)
+            name = first_global(payload[max(offset, 0) :], max_bytes=DIAGNOSIS_BYTES)
             if name:
                 code = "KS403" if self.dangerous(name) else "KS404"
-                self.add(code, relative, f"is a pickle that would call {name} when loaded"
-                         + (" (it can run commands or code)" if code == "KS403" else ""),
-                         expected="no pickles in a kernel (only inside the model archive, as torch writes them)",
-                         fix="do not ship this file; it may be malicious. " + REMOVE_FIX)
+                self.add(
+                    code,
+                    relative,
+                    f"is a pickle that would call {name} when loaded"
+                    + (" (it can run commands or code)" if code == "KS403" else ""),
+                    expected="no pickles in a kernel (only inside the model archive, as torch writes them)",
+                    fix="do not ship this file; it may be malicious. " + REMOVE_FIX,
+                )
                 return
         if not quiet_unless_pickle:
             kind = describe_head(data[:SNIFF_BYTES])
@@ -356,8 +456,12 @@ def _gunzip_head(data: bytes, limit: int = 1024 * 1024) -> bytes:
         return b""
 
 
-def scan_kernel(root: Path | str, policy: Mapping[str, Any], declaration: Declaration,
-                progress: Callable[[str], None] = lambda _label: None) -> GateResult:
+def scan_kernel(
+    root: Path | str,
+    policy: Mapping[str, Any],
+    declaration: Declaration,
+    progress: Callable[[str], None] = lambda _label: None,
+) -> GateResult:
     """The whole gate in this process (no budget): layout, roles and content."""
     return _Scan(Path(root), policy, declaration, progress).run()
 
@@ -379,10 +483,18 @@ def check_artifacts(root: Path | str, policy: Mapping[str, Any], declaration: De
         answer = run_isolated("shim.policy.gate:scan_in_child", payload, Budget.from_policy(policy["scan"]))
     except SandboxFailure as exc:
         where = exc.last or str(root)
-        return GateResult([Finding(
-            "KS410", where, "", f"checking this file {exc}; the kernel is refused",
-            expected="files that the gate can check within policies/artifact_policy.yaml's scan budget",
-            fix="remove the file, or re-export it; a file this costly to check is not a normal model artifact",
-        )], refused={"*"})
+        return GateResult(
+            [
+                Finding(
+                    "KS410",
+                    where,
+                    "",
+                    f"checking this file {exc}; the kernel is refused",
+                    expected="files the gate can check within policies/artifact_policy.yaml's scan budget",
+                    fix="remove the file, or re-export it: a file this costly to check is no normal artifact",
+                )
+            ],
+            refused={"*"},
+        )
     findings = [Finding(**{k: v for k, v in f.items() if k != "title"}) for f in answer["findings"]]
     return GateResult(findings, set(answer["refused"]))

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from shim.policy.gate import _Scan
 
 _ZIP = b"PK\x03\x04"
-_REEXPORT = "re-export the model (torch.onnx.export, skl2onnx, onnx.save, or torch.jit.save) from trusted code"
+_REEXPORT = (
+    "re-export the model (torch.onnx.export, skl2onnx, onnx.save, or torch.jit.save) from trusted code"
+)
 
 
 def _head(scan: _Scan, relative: str) -> bytes | None:
@@ -46,19 +48,39 @@ def check_model_content(scan: _Scan, relative: str) -> tuple[list[Finding], dict
     if framework == "torchscript":
         if not head.startswith(_ZIP):
             expected = "a TorchScript archive (torch.jit.save)"
-            return _not_the_model(scan, relative, head, expected) or [Finding(
-                "KS408", display, "", "does not start with a zip member, as torch.jit.save archives do",
-                expected=expected, fix=_REEXPORT)], {}
-        return check_torchscript_archive(str(scan.root / relative), display, scan.policy, scan.dangerous,
-                                         scan.progress), {}
+            return _not_the_model(scan, relative, head, expected) or [
+                Finding(
+                    "KS408",
+                    display,
+                    "",
+                    "does not start with a zip member, as torch.jit.save archives do",
+                    expected=expected,
+                    fix=_REEXPORT,
+                )
+            ], {}
+        return check_torchscript_archive(
+            str(scan.root / relative), display, scan.policy, scan.dangerous, scan.progress
+        ), {}
     if framework != "onnx":
         return [], {}  # an unknown framework is a schema finding; nothing loads this file
-    kind = describe_head(head)
-    if kind or head[:1] == b"\x80":
-        findings = _not_the_model(scan, relative, head, "an ONNX model (a protobuf ModelProto)")
-        if findings:
-            return findings, {}
-    return _check_onnx(scan, relative, display)
+    expected = "an ONNX model (a protobuf ModelProto)"
+    findings = _not_the_model(scan, relative, head, expected)  # a pickle or archive posing as the model
+    if findings:
+        return findings, {}
+    findings, external = _check_onnx(scan, relative, display)
+    if findings and findings[0].code == "KS103" and _ZIP in head:
+        findings.insert(
+            0,
+            Finding(
+                "KS407",
+                display,
+                "",
+                f"holds a zip archive at byte {head.index(_ZIP):,}, not {expected}",
+                expected=expected,
+                fix=_REEXPORT,
+            ),
+        )
+    return findings, external
 
 
 def _not_the_model(scan: _Scan, relative: str, head: bytes, expected: str) -> list[Finding]:
@@ -70,59 +92,102 @@ def _not_the_model(scan: _Scan, relative: str, head: bytes, expected: str) -> li
     kind = describe_head(head) or ("a pickle" if pickled else None)
     if kind is None:
         return []
-    return [Finding("KS407", scan.display(relative), "", f"is {kind}, not {expected}", expected=expected,
-                    fix=_REEXPORT), *pickled]
+    return [
+        Finding(
+            "KS407",
+            scan.display(relative),
+            "",
+            f"is {kind}, not {expected}",
+            expected=expected,
+            fix=_REEXPORT,
+        ),
+        *pickled,
+    ]
 
 
-def _check_onnx(scan: _Scan, relative: str, display: str) -> tuple[list[Finding], dict[str, list[tuple[int, int]]]]:
+def _check_onnx(
+    scan: _Scan, relative: str, display: str
+) -> tuple[list[Finding], dict[str, list[tuple[int, int]]]]:
     import onnx
 
     try:
         model = onnx.load(str(scan.root / relative), load_external_data=False)
     except Exception as exc:  # protobuf DecodeError and friends
-        return [Finding(
-            "KS103", display, "", f"is not a readable ONNX model: {str(exc)[:200]}",
-            expected="an ONNX ModelProto (torch.onnx.export, skl2onnx, onnx.save)",
-            fix="re-export the model; the file may be truncated or not ONNX",
-        )], {}
+        return [
+            Finding(
+                "KS103",
+                display,
+                "",
+                f"is not a readable ONNX model: {str(exc)[:200]}",
+                expected="an ONNX ModelProto (torch.onnx.export, skl2onnx, onnx.save)",
+                fix="re-export the model; the file may be truncated or not ONNX",
+            )
+        ], {}
     if model.ir_version <= 0 or not model.HasField("graph"):
-        return [Finding(
-            "KS103", display, "", "parses as protobuf but has no ONNX ir_version or graph",
-            expected="an ONNX ModelProto", fix=_REEXPORT,
-        )], {}
+        return [
+            Finding(
+                "KS103",
+                display,
+                "",
+                "parses as protobuf but has no ONNX ir_version or graph",
+                expected="an ONNX ModelProto",
+                fix=_REEXPORT,
+            )
+        ], {}
     allowed = bool((scan.policy["frameworks"].get("onnx") or {}).get("external_data"))
     references = external_data(model, PurePosixPath(relative).parent)
-    findings = [Finding(
-        "KS105", display, f"tensor {name[:80]!r}", f"external data location {location[:120]!r} {problem}",
-        expected="external data files inside the kernel, next to the model",
-        fix="re-save with onnx.save_model(model, path, save_as_external_data=False) for models under 2 GB",
-    ) for name, location, problem in references.problems]
+    findings = [
+        Finding(
+            "KS105",
+            display,
+            f"tensor {name[:80]!r}",
+            f"external data location {location[:120]!r} {problem}",
+            expected="external data files inside the kernel, next to the model",
+            fix="re-save with onnx.save_model(model, path, save_as_external_data=False) (under 2 GB)",
+        )
+        for name, location, problem in references.problems
+    ]
     for location in references.ranges:
         entry = scan.inventory_entry(location)
         problem = None
         if not allowed:
             problem = "is not allowed: policies/artifact_policy.yaml does not allow ONNX external data"
-        elif location in ("model_metadata.json", relative, "requirements.txt") or location.startswith("samples/"):
+        elif location in ("model_metadata.json", relative, "requirements.txt") or location.startswith(
+            "samples/"
+        ):
             problem = "is a file with another role in the kernel"
         elif entry is None:
             problem = "is missing from the kernel (or is not a regular file)"
         if problem:
-            findings.append(Finding(
-                "KS105", display, "", f"external data location {location[:120]!r} {problem}",
-                expected="external data files inside the kernel, named by the model",
-                fix="save the model's external data next to it, or inside the model file",
-            ))
+            findings.append(
+                Finding(
+                    "KS105",
+                    display,
+                    "",
+                    f"external data location {location[:120]!r} {problem}",
+                    expected="external data files inside the kernel, named by the model",
+                    fix="save the model's external data next to it, or inside the model file",
+                )
+            )
     return findings, ({} if findings else references.ranges)
 
 
 def check_external_data(scan: _Scan, entry: Entry, ranges: list[tuple[int, int]]) -> list[Finding]:
     """The file is exactly tensor data: every byte read by some tensor, or zero padding."""
     display = scan.display(entry.relative)
-    fix = "re-save the model with onnx.save_model(..., save_as_external_data=True) so the file holds only tensors"
+    fix = "re-save with onnx.save_model(..., save_as_external_data=True): the file must hold only tensors"
     if max(end for _, end in ranges) > entry.size:
-        return [Finding("KS407", display, "", f"is {entry.size:,} bytes but the model's tensors read up to byte "
-                        f"{max(end for _, end in ranges):,}", expected="the tensor data the model names",
-                        fix=fix)]
+        return [
+            Finding(
+                "KS407",
+                display,
+                "",
+                f"is {entry.size:,} bytes but the model's tensors read up to byte "
+                f"{max(end for _, end in ranges):,}",
+                expected="the tensor data the model names",
+                fix=fix,
+            )
+        ]
     try:
         descriptor = open_regular(scan.root / entry.relative)
     except KernelFileError as exc:
@@ -131,10 +196,16 @@ def check_external_data(scan: _Scan, entry: Entry, ranges: list[tuple[int, int]]
         for start, end in uncovered(ranges, entry.size):
             gap = os.pread(descriptor, min(end - start, MAX_PADDING + 1), start)
             if end - start > MAX_PADDING or gap.strip(b"\x00"):
-                return [Finding(
-                    "KS407", display, "", f"holds {end - start:,} bytes at offset {start:,} that no tensor of "
-                    "the model reads", expected="only tensor data (and zero padding)", fix=fix,
-                )]
+                return [
+                    Finding(
+                        "KS407",
+                        display,
+                        "",
+                        f"holds {end - start:,} bytes at offset {start:,} that no tensor of the model reads",
+                        expected="only tensor data (and zero padding)",
+                        fix=fix,
+                    )
+                ]
     finally:
         os.close(descriptor)
     return []

@@ -90,7 +90,7 @@ class Rules:
     #: TorchScript class types (``__torch__.*``), resolved by torch's type resolver, never by Python
     torch_classes: bool = False
     storages: bool = False
-    max_bytes: int = 256 * 1024 * 1024
+    max_bytes: int = 64 * 1024 * 1024
     max_calls: int = 10_000_000
     #: Diagnosis of a refused file: every global resolves to a recording stand-in instead of stopping
     #: the parse, so the report says whether the stream would really *call* one (see ``would_call``).
@@ -212,26 +212,67 @@ def _is_torch_class(module: str, name: str) -> bool:
     return parts[0] == "__torch__" and all(_IDENTIFIER.match(p) for p in (*parts, name))
 
 
-def inspect_pickle(data: bytes, rules: Rules) -> PickleReport:
-    """Run one pickle through the restricted unpickler; never raises for malformed input."""
+class _WholeBuffer:
+    """A file whose first ``read`` hands the unpickler all remaining bytes.
+
+    The C unpickler parses ``pickle.loads(data)`` from one in-memory buffer, but ``pickle.load(file)``
+    from reads that can drop a partial item at a FRAME boundary: the same bytes parse differently
+    (a FRAME shorter than its content is the known case). ``pickle.loads`` accepts no
+    ``find_class`` hook, so this reader reproduces its single-buffer parse through the file
+    interface: after the first read the unpickler never reads again.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.position = 0
+
+    def read(self, _size: int = -1) -> bytes:
+        chunk = self.data[self.position:]
+        self.position = len(self.data)
+        return chunk
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self.read()
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def readline(self) -> bytes:
+        return self.read()
+
+
+def _parse(stream: Any, rules: Rules) -> PickleReport:
     report = PickleReport()
-    if len(data) > rules.max_bytes:
-        report.error = f"is {len(data):,} bytes; pickles here may be at most {rules.max_bytes:,}"
-        return report
-    stream = io.BytesIO(data)
     try:
         _Unpickler(stream, rules, report).load()
     except PickleRejected as exc:
         report.rejected = exc.global_name
         report.error = None if exc.global_name else str(exc)
-        return report
     except MemoryError:
         report.error = "needs more memory than the scan allows"
-        return report
     except Exception as exc:  # the unpickler's own errors on malformed streams: any type
         report.error = f"is not a well-formed pickle ({type(exc).__name__}: {str(exc)[:120]})"
-        return report
-    report.trailing = len(data) - stream.tell()
+    return report
+
+
+def inspect_pickle(data: bytes, rules: Rules) -> PickleReport:
+    """Run one pickle through the restricted unpickler as both loaders parse it: from one buffer
+    (``pickle.loads``) and from a file (``pickle.load``). A global either parse meets is reported;
+    a stream the two parse differently is malformed. Never raises for malformed input."""
+    if len(data) > rules.max_bytes:
+        return PickleReport(error=f"is {len(data):,} bytes; pickles here may be at most {rules.max_bytes:,}")
+    as_bytes = _parse(_WholeBuffer(data), rules)
+    stream = io.BytesIO(data)
+    as_file = _parse(stream, rules)
+    report = as_bytes
+    report.globals += [g for g in as_file.globals if g not in report.globals]
+    report.rejected = report.rejected or as_file.rejected
+    report.called = report.called or as_file.called
+    report.torch_classes |= as_file.torch_classes
+    if report.rejected:
+        report.error = None
+    elif bool(report.error) != bool(as_file.error):
+        report.error = "parses differently from a file than from memory (a FRAME that lies about its length?)"
+    report.trailing = len(data) - stream.tell() if not as_file.error else 0
     return report
 
 

@@ -31,15 +31,20 @@ from shim.policy.zip_layout import LayoutError, check_zip_layout
 
 _READ_CHUNK = 8 * 1024 * 1024
 _SMALL_MEMBER_BYTES = 64
+#: Largest inflation of a compressed member; source text compresses ~5x, a bomb ~1000x.
+MAX_RATIO = 100
 _PATH_SEGMENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _CODE = re.compile(rf"code/(?:{_PATH_SEGMENT}/)*{_PATH_SEGMENT}\.py\Z")
 _DEBUG = re.compile(rf"code/(?:{_PATH_SEGMENT}/)*{_PATH_SEGMENT}\.py\.debug_pkl\Z")
 _STORAGE = re.compile(r"(data|constants|traced_inputs)/([0-9]{1,12})\Z")
 #: Each pickle that may reference storages, and the folder its storages live in.
 _PICKLES = {"data.pkl": "data", "constants.pkl": "constants", "traced_inputs.pkl": "traced_inputs"}
-_SMALL = {"version": re.compile(rb"[0-9]{1,8}\n?\Z"), "byteorder": re.compile(rb"(little|big)\n?\Z"),
-          ".data/version": re.compile(rb"[0-9]{1,8}\n?\Z"),
-          ".data/serialization_id": re.compile(rb"[0-9]{1,40}\n?\Z")}
+_SMALL = {
+    "version": re.compile(rb"[0-9]{1,8}\n?\Z"),
+    "byteorder": re.compile(rb"(little|big)\n?\Z"),
+    ".data/version": re.compile(rb"[0-9]{1,8}\n?\Z"),
+    ".data/serialization_id": re.compile(rb"[0-9]{1,40}\n?\Z"),
+}
 _REQUIRED = ("data.pkl", "constants.pkl")
 LAYOUT_FIX = "re-export the model with torch.jit.save from trusted code; ship no other files inside it"
 
@@ -55,39 +60,63 @@ class _Archive:
 
     def layout(self, message: str, member: str | None = None) -> None:
         where = f"{self.display}!{member}" if member else self.display
-        self.findings.append(Finding(
-            "KS408", where, "", message,
-            expected="exactly the members torch.jit.save writes (data.pkl, constants.pkl, version, "
-            "byteorder, .data/serialization_id, code/**.py and .py.debug_pkl, data/<n> storages)",
-            fix=LAYOUT_FIX,
-        ))
+        self.findings.append(
+            Finding(
+                "KS408",
+                where,
+                "",
+                message,
+                expected="exactly the members torch.jit.save writes (data.pkl, constants.pkl, version, "
+                "byteorder, .data/serialization_id, code/**.py and .py.debug_pkl, data/<n> storages)",
+                fix=LAYOUT_FIX,
+            )
+        )
 
     def pickle_findings(self, member: str, report: PickleReport) -> None:
         where = f"{self.display}!{member}"
         if report.rejected:
             code = "KS403" if self.dangerous(report.rejected) else "KS404"
-            self.findings.append(Finding(
-                code, where, "",
-                f"pickle references {report.rejected}, which torch.jit.save never writes"
-                + (" and which can run commands or code when loaded" if code == "KS403" else ""),
-                expected="only the globals in policies/artifact_policy.yaml (torchscript_pickle_globals) "
-                "and TorchScript classes defined in the archive's code/",
-                fix="do not ship this file; it may be malicious. " + LAYOUT_FIX,
-            ))
+            self.findings.append(
+                Finding(
+                    code,
+                    where,
+                    "",
+                    f"pickle references {report.rejected}, which torch.jit.save never writes"
+                    + (" and which can run commands or code when loaded" if code == "KS403" else ""),
+                    expected="only the globals in policies/artifact_policy.yaml (torchscript_pickle_globals) "
+                    "and TorchScript classes defined in the archive's code/",
+                    fix="do not ship this file; it may be malicious. " + LAYOUT_FIX,
+                )
+            )
         elif report.error:
-            self.findings.append(Finding(
-                "KS406", where, "", f"pickle {report.error}",
-                expected="a well-formed pickle as torch.jit.save writes it", fix=LAYOUT_FIX,
-            ))
+            self.findings.append(
+                Finding(
+                    "KS406",
+                    where,
+                    "",
+                    f"pickle {report.error}",
+                    expected="a well-formed pickle as torch.jit.save writes it",
+                    fix=LAYOUT_FIX,
+                )
+            )
         elif report.trailing:
-            self.findings.append(Finding(
-                "KS406", where, "", f"has {report.trailing:,} bytes after the pickle's end (STOP)",
-                expected="one pickle and nothing after it", fix=LAYOUT_FIX,
-            ))
+            self.findings.append(
+                Finding(
+                    "KS406",
+                    where,
+                    "",
+                    f"has {report.trailing:,} bytes after the pickle's end (STOP)",
+                    expected="one pickle and nothing after it",
+                    fix=LAYOUT_FIX,
+                )
+            )
 
 
 def check_torchscript_archive(
-    path: str, display: str, policy: Mapping[str, Any], dangerous: Callable[[str], bool],
+    path: str,
+    display: str,
+    policy: Mapping[str, Any],
+    dangerous: Callable[[str], bool],
     progress: Callable[[str], None] = lambda _label: None,
 ) -> list[Finding]:
     """Every finding for the archive at ``path`` (an empty list means it is exactly torch's layout)."""
@@ -99,23 +128,38 @@ def check_torchscript_archive(
             _check_members(checker, archive, [m.info for m in members], progress)
     except LayoutError as exc:
         checker.layout(str(exc))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
-            NotImplementedError, RuntimeError, zlib.error) as exc:
-        checker.findings.append(Finding(
-            "KS406", display, "", f"is not a readable zip archive ({type(exc).__name__}: {str(exc)[:160]})",
-            expected="a TorchScript archive written by torch.jit.save", fix=LAYOUT_FIX,
-        ))
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        EOFError,
+        ValueError,
+        NotImplementedError,
+        RuntimeError,
+        zlib.error,
+    ) as exc:
+        checker.findings.append(
+            Finding(
+                "KS406",
+                display,
+                "",
+                f"is not a readable zip archive ({type(exc).__name__}: {str(exc)[:160]})",
+                expected="a TorchScript archive written by torch.jit.save",
+                fix=LAYOUT_FIX,
+            )
+        )
     return checker.findings
 
 
-def _check_members(checker: _Archive, archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo],
-                   progress: Callable[[str], None]) -> None:
+def _check_members(
+    checker: _Archive, archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], progress: Callable[[str], None]
+) -> None:
     prefixes = {info.filename.split("/", 1)[0] for info in infos}
     if len(prefixes) != 1 or any("/" not in info.filename for info in infos):
         checker.layout("members are not all inside one top-level folder as torch.jit.save writes them")
         return
     prefix = prefixes.pop() + "/"
-    by_name = {info.filename[len(prefix):]: info for info in infos}
+    by_name = {info.filename[len(prefix) :]: info for info in infos}
     for required in _REQUIRED:
         if required not in by_name:
             checker.layout(f"has no {required} member")
@@ -154,8 +198,9 @@ def _check_members(checker: _Archive, archive: zipfile.ZipFile, infos: list[zipf
         for name in sorted(report.torch_classes):
             module = name.rsplit(".", 1)[0]
             if module not in code_modules:
-                checker.layout(f"pickle uses TorchScript class {name} whose code is not in the archive",
-                               info.filename)
+                checker.layout(
+                    f"pickle uses TorchScript class {name} whose code is not in the archive", info.filename
+                )
         if folder:
             _collect_storages(checker, folder, report, storages, prefix, referenced, info.filename)
     for relative, info in storages.items():
@@ -169,18 +214,27 @@ def _check_members(checker: _Archive, archive: zipfile.ZipFile, infos: list[zipf
 def _diagnose_member(checker: _Archive, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
     """Say what a stray member really is: a pickle that would call a global, or a nested archive."""
     limit = rules_for(checker.policy, storages=False, torch_classes=False).max_bytes
-    if info.file_size > limit or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+    if (
+        info.file_size > limit
+        or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+        or info.file_size > MAX_RATIO * max(info.compress_size, 1) + _SMALL_MEMBER_BYTES
+    ):
         return
     with archive.open(info) as handle:
         data = handle.read(limit)
     name = first_global(data, max_bytes=limit)
     if name:
         code = "KS403" if checker.dangerous(name) else "KS404"
-        checker.findings.append(Finding(
-            code, f"{checker.display}!{info.filename}", "", f"is a pickle that would call {name} when loaded",
-            expected="no pickles besides data.pkl, constants.pkl and the .debug_pkl source maps",
-            fix="do not ship this file; it may be malicious. " + LAYOUT_FIX,
-        ))
+        checker.findings.append(
+            Finding(
+                code,
+                f"{checker.display}!{info.filename}",
+                "",
+                f"is a pickle that would call {name} when loaded",
+                expected="no pickles besides data.pkl, constants.pkl and the .debug_pkl source maps",
+                fix="do not ship this file; it may be malicious. " + LAYOUT_FIX,
+            )
+        )
         return
     kind = describe_head(data[:512])
     if kind:
@@ -188,11 +242,18 @@ def _diagnose_member(checker: _Archive, archive: zipfile.ZipFile, info: zipfile.
 
 
 def _module_of(relative: str) -> str:
-    return relative[len("code/"):-len(".py")].replace("/", ".")
+    return relative[len("code/") : -len(".py")].replace("/", ".")
 
 
-def _collect_storages(checker: _Archive, folder: str, report: PickleReport, storages: dict,
-                      prefix: str, referenced: dict[str, int], member: str) -> None:
+def _collect_storages(
+    checker: _Archive,
+    folder: str,
+    report: PickleReport,
+    storages: dict,
+    prefix: str,
+    referenced: dict[str, int],
+    member: str,
+) -> None:
     for key, ref in report.storages.items():
         name = f"{folder}/{key}"
         info = storages.get(name)
@@ -203,33 +264,54 @@ def _collect_storages(checker: _Archive, folder: str, report: PickleReport, stor
             continue
         # torch.jit.save writes traced_inputs/<n> as empty records (the example inputs are not kept)
         if info.file_size != ref.nbytes and not (folder == "traced_inputs" and info.file_size == 0):
-            checker.layout(f"storage {name} is {info.file_size:,} bytes; the pickle declares {ref.numel:,} "
-                           f"x {ref.type_name} = {ref.nbytes:,} bytes", member)
+            checker.layout(
+                f"storage {name} is {info.file_size:,} bytes; the pickle declares {ref.numel:,} "
+                f"x {ref.type_name} = {ref.nbytes:,} bytes",
+                member,
+            )
         referenced[name] = ref.nbytes
     for key, end in report.extents:
         ref = report.storages.get(key)
         if ref is not None and end > ref.numel:
-            checker.layout(f"a tensor reads elements up to {end:,} of storage {folder}/{key}, which holds "
-                           f"{ref.numel:,}", member)
+            checker.layout(
+                f"a tensor reads elements up to {end:,} of storage {folder}/{key}, which holds {ref.numel:,}",
+                member,
+            )
 
 
-def _read_member(checker: _Archive, archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes | None:
+def _read_member(
+    checker: _Archive, archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int
+) -> bytes | None:
     if info.file_size > limit:
-        checker.findings.append(Finding(
-            "KS409", f"{checker.display}!{info.filename}", "",
-            f"is {info.file_size:,} bytes uncompressed; members like it may be at most {limit:,}",
-            expected=f"at most {limit:,} bytes (policies/artifact_policy.yaml, scan)", fix=LAYOUT_FIX,
-        ))
+        checker.findings.append(
+            Finding(
+                "KS409",
+                f"{checker.display}!{info.filename}",
+                "",
+                f"is {info.file_size:,} bytes uncompressed; members like it may be at most {limit:,}",
+                expected=f"at most {limit:,} bytes (policies/artifact_policy.yaml, scan)",
+                fix=LAYOUT_FIX,
+            )
+        )
         return None
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         checker.layout("uses a compression method torch.jit.save never writes", info.filename)
+        return None
+    if info.file_size > MAX_RATIO * max(info.compress_size, 1) + _SMALL_MEMBER_BYTES:
+        checker.layout(
+            f"inflates {info.compress_size:,} bytes to {info.file_size:,} (a compression bomb; "
+            "torch's source members compress a few times at most)",
+            info.filename,
+        )
         return None
     with archive.open(info) as handle:
         data = handle.read(limit + 1)
     return data
 
 
-def _check_small(checker: _Archive, archive: zipfile.ZipFile, info: zipfile.ZipInfo, pattern: re.Pattern) -> None:
+def _check_small(
+    checker: _Archive, archive: zipfile.ZipFile, info: zipfile.ZipInfo, pattern: re.Pattern
+) -> None:
     data = _read_member(checker, archive, info, _SMALL_MEMBER_BYTES)
     if data is not None and not pattern.match(data):
         checker.layout("does not hold what torch.jit.save writes there", info.filename)
@@ -252,8 +334,9 @@ def _check_storage(checker: _Archive, archive: zipfile.ZipFile, info: zipfile.Zi
     """Read the whole storage: the CRC proves it is the declared bytes; its start must not be a
     container or a pickle (a storage read as raw bytes by torch, smuggled for another reader)."""
     if info.compress_type != zipfile.ZIP_STORED:
-        checker.layout("is a compressed storage; torch.jit.save stores tensor data uncompressed",
-                       info.filename)
+        checker.layout(
+            "is a compressed storage; torch.jit.save stores tensor data uncompressed", info.filename
+        )
         return
     with archive.open(info) as handle:
         head = handle.read(512)
