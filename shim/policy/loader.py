@@ -51,6 +51,28 @@ def load_policy_file(path: Path, schema_name: str) -> dict[str, Any]:
     return data
 
 
+def _check_allowed_patterns(path: Path, artifact: dict[str, Any]) -> None:
+    """Ops may allow more files, but never a pattern that admits what the gate exists to refuse.
+
+    The schema already requires exact names or a literal extension; here a pattern may not match
+    any name the policy itself explains as refused (``forbidden_extensions``: pickles, archives,
+    compiled code...), nor a hidden file, nor a file with another role.
+    """
+    import fnmatch
+
+    probes = [f"x{suffix}" for suffix in artifact.get("forbidden_extensions") or {}]
+    probes += [".hidden", "model_metadata.json", "requirements.txt", "x.pyc", "x.py", "x.pkl", "x.zip"]
+    patterns = list(artifact.get("documentation") or [])
+    patterns += [entry["pattern"] for entry in artifact.get("extra_files") or []]
+    for pattern in patterns:
+        admitted = [name for name in probes if fnmatch.fnmatchcase(name, pattern)]
+        if admitted:
+            raise PolicyError(
+                f"{path}: the allowed-file pattern {pattern!r} would admit {admitted[0]!r}; allow files by "
+                "exact name or a pattern with a plain-text extension (e.g. 'NOTICE', '*.md')"
+            )
+
+
 def effective_policy_files(policy_dir: Path | str | None = None) -> tuple[Path, Path]:
     """The artifact and dependency policy files in effect, without parsing them.
 
@@ -64,11 +86,17 @@ def effective_policy_files(policy_dir: Path | str | None = None) -> tuple[Path, 
     return _policy_file("artifact_policy.yaml", override), _policy_file("dependency_policy.yaml", override)
 
 
+def _checked_artifact(path: Path) -> dict[str, Any]:
+    artifact = load_policy_file(path, "artifact_policy.schema.json")
+    _check_allowed_patterns(path, artifact)
+    return artifact
+
+
 def load_policies(policy_dir: Path | str | None = None) -> Policies:
     """The effective policies: shipped defaults, each replaced by a file in ``policy_dir`` if present."""
     artifact_file, dependency_file = effective_policy_files(policy_dir)
     return Policies(
-        artifact=load_policy_file(artifact_file, "artifact_policy.schema.json"),
+        artifact=_checked_artifact(artifact_file),
         dependency=load_policy_file(dependency_file, "dependency_policy.schema.json"),
         source=f"{artifact_file.parent}",
     )

@@ -295,3 +295,30 @@ def test_odd_file_names_are_escaped_in_findings(tmp_path: Path, name: str) -> No
     assert not report.ok
     assert all(f.file.isprintable() for f in report.findings)
     assert all(c in string.printable for c in RENDERERS["text"]([report]).replace("\n", ""))
+
+
+# -- Ops extend the allowed files, never with a pattern that admits everything -----------------------------
+
+
+def test_ops_can_allow_an_extra_file_by_name(tmp_path: Path) -> None:
+    kernel = tmp_path / "kernel"
+    shutil.copytree(IRIS, kernel)
+    (kernel / "model_card.json").write_text('{"owner": "ds-core"}')
+    assert "KS402" in {f.code for f in validate_kernel(kernel, run_golden_samples=False).findings}
+    policies = load_policies(policy_override(tmp_path / "policies", extra_files=[
+        {"pattern": "model_card.json", "kind": "json", "max_bytes": 4096}]))
+    assert validate_kernel(kernel, policies=policies, run_golden_samples=False).ok
+    (kernel / "model_card.json").write_bytes(b"cos\nsystem\n(S'true'\ntR.")  # still proven by content
+    codes = {f.code for f in validate_kernel(kernel, policies=policies, run_golden_samples=False).findings}
+    assert {"KS407", "KS403"} <= codes
+
+
+@pytest.mark.parametrize("pattern", ["*", "*.*", "**", "?*", ".*", "*.pkl", "*.py", "*.zip", "*.bin",
+                                     "model_metadata.json", "x/../y.md"])
+def test_ops_cannot_allow_a_pattern_that_admits_refused_files(tmp_path: Path, pattern: str) -> None:
+    from shim.policy.loader import PolicyError
+
+    directory = policy_override(tmp_path / "policies", extra_files=[
+        {"pattern": pattern, "kind": "text", "max_bytes": 4096}])
+    with pytest.raises(PolicyError):
+        load_policies(directory)
