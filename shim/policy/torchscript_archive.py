@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from shim.findings import Finding
+from shim.policy.inventory import display_name
 from shim.policy.restricted_pickle import PickleReport, first_global, inspect_pickle, rules_for
 from shim.policy.sniff import describe_head
 from shim.policy.zip_layout import LayoutError, check_zip_layout
@@ -59,7 +60,7 @@ class _Archive:
         self.findings: list[Finding] = []
 
     def layout(self, message: str, member: str | None = None) -> None:
-        where = f"{self.display}!{member}" if member else self.display
+        where = f"{self.display}!{display_name(member)}" if member else self.display
         self.findings.append(
             Finding(
                 "KS408",
@@ -73,7 +74,7 @@ class _Archive:
         )
 
     def pickle_findings(self, member: str, report: PickleReport) -> None:
-        where = f"{self.display}!{member}"
+        where = f"{self.display}!{display_name(member)}"
         if report.rejected:
             code = "KS403" if self.dangerous(report.rejected) else "KS404"
             self.findings.append(
@@ -187,7 +188,7 @@ def _check_members(
     for relative, info in by_name.items():
         if not (_DEBUG.match(relative) or relative in _PICKLES):
             continue
-        progress(f"{checker.display}!{info.filename}")
+        progress(f"{checker.display}!{display_name(info.filename)}")
         folder = _PICKLES.get(relative)
         rules = rules_for(checker.policy, storages=folder is not None, torch_classes=folder is not None)
         data = _read_member(checker, archive, info, rules.max_bytes)
@@ -207,7 +208,7 @@ def _check_members(
         if relative not in referenced:
             checker.layout("is a storage no pickle in the archive references", info.filename)
             continue
-        progress(f"{checker.display}!{info.filename}")
+        progress(f"{checker.display}!{display_name(info.filename)}")
         _check_storage(checker, archive, info, referenced[relative])
 
 
@@ -228,7 +229,7 @@ def _diagnose_member(checker: _Archive, archive: zipfile.ZipFile, info: zipfile.
         checker.findings.append(
             Finding(
                 code,
-                f"{checker.display}!{info.filename}",
+                f"{checker.display}!{display_name(info.filename)}",
                 "",
                 f"is a pickle that would call {name} when loaded",
                 expected="no pickles besides data.pkl, constants.pkl and the .debug_pkl source maps",
@@ -286,7 +287,7 @@ def _read_member(
         checker.findings.append(
             Finding(
                 "KS409",
-                f"{checker.display}!{info.filename}",
+                f"{checker.display}!{display_name(info.filename)}",
                 "",
                 f"is {info.file_size:,} bytes uncompressed; members like it may be at most {limit:,}",
                 expected=f"at most {limit:,} bytes (policies/artifact_policy.yaml, scan)",

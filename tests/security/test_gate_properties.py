@@ -322,3 +322,16 @@ def test_ops_cannot_allow_a_pattern_that_admits_refused_files(tmp_path: Path, pa
         {"pattern": pattern, "kind": "text", "max_bytes": 4096}])
     with pytest.raises(PolicyError):
         load_policies(directory)
+
+
+def test_archive_member_names_are_escaped_in_findings(tmp_path: Path) -> None:
+    import zipfile
+
+    kernel = tmp_path / "kernel"
+    shutil.copytree(REPO / "examples" / "kernels" / "torchscript-mlp", kernel)
+    with zipfile.ZipFile(kernel / "model.pt", "a") as archive:
+        archive.writestr("mlp/extra\n::error::forged\x1b[2J", b"cos\nsystem\n(S'true'\ntR.")
+    report = validate_kernel(kernel, run_golden_samples=False)
+    assert {"KS408", "KS403"} <= {f.code for f in report.findings}
+    assert all(f.file.isprintable() for f in report.findings)
+    assert "\n::error::forged" not in RENDERERS["github"]([report])
