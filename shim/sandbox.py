@@ -79,12 +79,15 @@ def run_isolated(target: str, payload: dict[str, Any], budget: Budget) -> Any:
     read_end, write_end = os.pipe()
     request = json.dumps({"target": target, "payload": payload, "budget": budget.__dict__}).encode()
     try:
-        process = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-B", "-c", _BOOTSTRAP, json.dumps([_PACKAGE_PARENT, *sys.path]),
-             str(write_end)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            cwd=home, env=scrubbed_environment(home), start_new_session=True, pass_fds=(write_end,),
-        )
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-B", "-c", _BOOTSTRAP, json.dumps([_PACKAGE_PARENT, *sys.path]),
+                 str(write_end)],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                cwd=home, env=scrubbed_environment(home), start_new_session=True, pass_fds=(write_end,),
+            )
+        except OSError as exc:  # no process could be started (EAGAIN, ENOMEM): not the kernel's doing
+            raise SandboxFailure(f"could not be started ({exc.strerror})", None) from None
         os.close(write_end)
         write_end = -1
         return _collect(process, request, read_end, budget)
@@ -133,6 +136,9 @@ def _collect(process: subprocess.Popen, request: bytes, read_end: int, budget: B
                     last = str(message["progress"])
                 elif "result" in message:
                     result, have_result = message["result"], True
+                elif "error" in message:
+                    _kill(process)
+                    raise SandboxFailure(f"failed with an internal error ({message['error']})", last)
                 elif "memory" in message:
                     last = str(message.get("last") or last)
                     _kill(process)
@@ -186,6 +192,10 @@ def child_main(channel_fd: int) -> None:
         channel.write(json.dumps({"memory": True, "last": last[0]}) + "\n")
         channel.flush()
         os._exit(3)
+    except Exception as exc:  # a defect of the check itself: say so, never pass the kernel
+        channel.write(json.dumps({"error": f"{type(exc).__name__}: {str(exc)[:200]}"}) + "\n")
+        channel.flush()
+        os._exit(4)
     channel.write(json.dumps({"result": result}) + "\n")
     channel.flush()
     os._exit(0)

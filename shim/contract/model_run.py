@@ -23,62 +23,72 @@ from shim.runtimes.base import Runtime, RuntimeLoadError, load_runtime
 from shim.runtimes.handler import HandlerLoadError, handler_file, with_handler
 
 
-def check_model_run(
-    kernel: Kernel,
-    device: str,
-    run_golden_samples: bool,
-    progress: Callable[[str], None] = lambda _label: None,
-) -> tuple[list[Finding], int]:
-    """Findings of loading and running the kernel's model, and how many samples ran."""
+class ModelRunFailure(Exception):
+    """The model or its handler could not be made ready; ``findings`` say why."""
+
+    def __init__(self, findings: list[Finding]) -> None:
+        super().__init__("; ".join(f.render().replace("\n", " ") for f in findings))
+        self.findings = findings
+
+
+def load_as_served(kernel: Kernel, device: str, threads: int | None = None, handler: bool = True,
+                   progress: Callable[[str], None] = lambda _label: None) -> Runtime:
+    """The kernel's runtime as ``shim serve`` runs it: model loaded, signature checked, handler
+    around it (unless ``handler`` is False: ``--skip-samples`` never imports it). The one copy of
+    this sequence, used by the validator's sandboxed child and by the server's model service."""
     progress(str(kernel.model_path))
     try:
-        runtime = load_runtime(kernel, device=device)
+        runtime = load_runtime(kernel, device=device, threads=threads)
     except RuntimeLoadError as exc:
         code = "KS104" if "not installed" in str(exc) else "KS103"
-        return [
-            Finding(
-                code,
-                str(kernel.model_path),
-                "",
-                str(exc)[:600],
-                expected="a model the runtime can load",
-                fix="pip install 'kernelshim[torch]'" if code == "KS104" else "re-export the model",
-            )
-        ], 0
-    try:
-        findings: list[Finding] = []
-        if kernel.framework == "torchscript":
-            findings = check_torchscript_signature(kernel, getattr(runtime, "module", None))
-        if findings or not run_golden_samples:
-            return findings, 0
-        served = _as_served(kernel, runtime, progress)
-        if isinstance(served, Finding):
-            return [served], 0
-        samples, sample_findings = load_samples(kernel)
-        for sample in samples:
-            progress(str(sample.path))
-        return sample_findings + run_samples(kernel, served, samples), len(samples)
-    finally:
+        raise ModelRunFailure([Finding(
+            code, str(kernel.model_path), "", str(exc)[:600],
+            expected="a model the runtime can load",
+            fix="pip install 'kernelshim[torch]'" if code == "KS104" else "re-export the model",
+        )]) from None
+    findings = (check_torchscript_signature(kernel, getattr(runtime, "module", None))
+                if kernel.framework == "torchscript" else [])
+    if findings:
         runtime.close()
-
-
-def _as_served(kernel: Kernel, runtime: Runtime, progress: Callable[[str], None]) -> Runtime | Finding:
-    """The runtime with the kernel's handler around it, as ``shim serve`` runs it."""
+        raise ModelRunFailure(findings)
+    if not handler:
+        return runtime
     path = handler_file(kernel)
     if path is not None:
         progress(str(path))
     try:
         return with_handler(runtime, kernel)
     except HandlerLoadError as exc:
-        return Finding(
-            "KS008",
-            str(path),
-            "",
-            str(exc)[:600],
+        runtime.close()
+        raise ModelRunFailure([Finding(
+            "KS008", str(path), "", str(exc)[:600],
             expected="a handler module that imports cleanly",
             fix="import only packages the runtime image or the kernel's requirements.txt provide, and "
             "do no work at import time that can fail",
-        )
+        )]) from None
+
+
+def golden_sample_findings(
+    kernel: Kernel, runtime: Runtime, progress: Callable[[str], None] = lambda _label: None
+) -> tuple[list[Finding], int]:
+    """Every golden sample through ``runtime``: the findings, and how many samples there were."""
+    samples, findings = load_samples(kernel)
+    for sample in samples:
+        progress(str(sample.path))
+    return findings + run_samples(kernel, runtime, samples), len(samples)
+
+
+def check_model_run(kernel: Kernel, device: str, run_golden_samples: bool,
+                    progress: Callable[[str], None] = lambda _label: None) -> tuple[list[Finding], int]:
+    """Findings of loading and running the kernel's model, and how many samples ran."""
+    try:
+        runtime = load_as_served(kernel, device, handler=run_golden_samples, progress=progress)
+    except ModelRunFailure as exc:
+        return exc.findings, 0
+    try:
+        return golden_sample_findings(kernel, runtime, progress) if run_golden_samples else ([], 0)
+    finally:
+        runtime.close()
 
 
 def run_in_child(payload: dict[str, Any], progress: Callable[[str], None]) -> dict[str, Any]:

@@ -44,6 +44,8 @@ METADATA, MODEL, EXTERNAL_DATA, SAMPLE, REQUIREMENTS, HANDLER, DOCUMENTATION = (
     "documentation",
 )
 SAMPLES_DIR = "samples"
+#: Text roles and their size cap in role_limits.
+TEXT_LIMITS = {REQUIREMENTS: "requirements", HANDLER: "handler", DOCUMENTATION: "documentation"}
 #: Findings of one kind listed one by one before the rest are summed up in one finding.
 MAX_LISTED = 25
 #: Bytes of a refused file read to say what it really is.
@@ -289,29 +291,35 @@ class _Scan:
         external: dict[str, list[tuple[int, int]]] = {}
         for relative, role in roles.items():
             self.progress(self.display(relative))
-            if role == MODEL:
-                external = self.check_model(relative)
-            elif role == SAMPLE:
-                self.check_json(relative, self.limits["sample"], "KS302")
-            elif role == METADATA:
-                self.check_size(relative, self.limits["metadata"])  # content: the contract reader (KS003/4)
-            elif role in (REQUIREMENTS, HANDLER, DOCUMENTATION):
-                limit = {REQUIREMENTS: "requirements", HANDLER: "handler", DOCUMENTATION: "documentation"}[
-                    role
-                ]
-                self.check_text(relative, self.limits[limit], role)
-            else:
-                extra = self.policy["extra_files"][int(role.split(":")[1])]
-                if extra["kind"] == "json":
-                    self.check_json(relative, int(extra["max_bytes"]), "KS407")
-                else:
-                    self.check_text(relative, int(extra["max_bytes"]), "allowed text file")
+            try:
+                external |= self.check_role(relative, role)
+            except Exception as exc:  # a defect of the gate: the file is refused, the rest still checked
+                self.add("KS406", relative, f"could not be checked ({type(exc).__name__}); it is refused",
+                         expected="a file the gate can read", fix="re-export the file; report this to Ops")
         for entry in pending:
             if entry.relative in external:
                 self.progress(self.display(entry.relative))
                 self.check_external_data(entry, external.pop(entry.relative))
             else:
                 self.refuse_entry(entry, "file")
+
+    def check_role(self, relative: str, role: str) -> dict[str, list[tuple[int, int]]]:
+        """Prove one file is what its role says; returns the external data an ONNX model names."""
+        if role == MODEL:
+            return self.check_model(relative)
+        if role == SAMPLE:
+            self.check_json(relative, self.limits["sample"], "KS302")
+        elif role == METADATA:
+            self.check_size(relative, self.limits["metadata"])  # content: the contract reader (KS003/4)
+        elif role in TEXT_LIMITS:
+            self.check_text(relative, self.limits[TEXT_LIMITS[role]], role)
+        else:
+            extra = self.policy["extra_files"][int(role.split(":")[1])]
+            if extra["kind"] == "json":
+                self.check_json(relative, int(extra["max_bytes"]), "KS407")
+            else:
+                self.check_text(relative, int(extra["max_bytes"]), "allowed text file")
+        return {}
 
     def read(self, relative: str, limit: int) -> bytes | None:
         try:

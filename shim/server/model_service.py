@@ -14,9 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from shim.contract.kernel import Kernel
-from shim.contract.samples import load_samples, run_samples
-from shim.runtimes.base import Runtime, load_runtime
-from shim.runtimes.handler import HandlerLoadError, with_handler
+from shim.contract.model_run import ModelRunFailure, golden_sample_findings, load_as_served
+from shim.runtimes.base import Runtime
 from shim.server.batcher import Batcher
 from shim.server.metrics import ServerMetrics
 from shim.server.settings import ServerSettings
@@ -54,23 +53,19 @@ class ModelService:
     def _load(self) -> None:
         started = time.perf_counter()
         try:
-            model = load_runtime(self.kernel, device=self.settings.device,
-                                 threads=self.settings.threads or None)
-        except Exception as exc:  # any load failure keeps the server up, not ready, with the reason
-            self._fail(f"model failed to load: {exc}")
+            runtime = load_as_served(self.kernel, self.settings.device, self.settings.threads or None)
+        except ModelRunFailure as exc:  # keeps the server up, not ready, with the reason
+            what = "handler" if exc.findings[0].code == "KS008" else "model"
+            self._fail(f"{what} failed to load: {exc}")
             return
-        try:
-            runtime = with_handler(model, self.kernel)
-        except HandlerLoadError as exc:
-            model.close()
-            self._fail(f"handler failed to load: {exc}")
+        except Exception as exc:  # a runtime's own unexpected error: the same, never a crash loop
+            self._fail(f"model failed to load: {exc}")
             return
         self.runtime = runtime
         log.info("runtime selected", extra={"runtime": runtime.describe()})
         if runtime.device.fallback_reason:
             log.warning("device fallback", extra={"reason": runtime.device.fallback_reason})
-        samples, findings = load_samples(self.kernel)
-        findings += run_samples(self.kernel, runtime, samples)
+        findings, samples = golden_sample_findings(self.kernel, runtime)
         if findings:
             rendered = "; ".join(f.render().replace("\n", " ") for f in findings)
             self._fail("golden sample self-check failed: " + rendered)
@@ -88,7 +83,7 @@ class ModelService:
             self.state, self.reason = READY, "ready"
             self.metrics.ready.set(1)
         log.info("model ready", extra={"model": self.kernel.name, "version": self.kernel.version,
-                                       "load_seconds": round(seconds, 3), "golden_samples": len(samples)})
+                                       "load_seconds": round(seconds, 3), "golden_samples": samples})
 
     def _fail(self, reason: str) -> None:
         self.state, self.reason = FAILED, reason
