@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import ast
 
-from shim.contract.kernel import METADATA_FILE, Kernel
 from shim.findings import Finding
 from shim.kernelfs import MAX_HANDLER_BYTES, KernelFileError, is_regular_file, read_regular
+from shim.spec.kernel import Kernel
+from shim.spec.layout import METADATA_FILE
 
 HANDLER_FUNCTIONS = ("preprocess", "postprocess")
 

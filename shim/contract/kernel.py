@@ -1,118 +1,24 @@
-"""The kernel: a directory holding a model, its contract, samples and requirements.
+"""Reading a kernel directory against the contract: ``read_metadata`` and ``read_kernel``.
 
-``read_kernel`` turns a directory into a typed ``Kernel`` (or findings explaining why it can't);
-everything downstream (validator, server, image builder, tfvars) works from that object so the
-metadata is parsed in one place only.
+``read_kernel`` turns a directory into a typed ``shim.spec.kernel.Kernel`` (or findings explaining
+why it can't). The typed model lives in ``shim.spec`` (the bottom layer); this is the contract
+layer's reader, which checks strict JSON, the schema and the rules a schema cannot express.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shim.contract.layout import METADATA_FILE, PLACEHOLDER, REQUIREMENTS_FILE, SAMPLES_DIR
-from shim.contract.schemas import METADATA_SCHEMA, describe_expectation, json_path, schema_errors
 from shim.findings import Finding
 from shim.kernelfs import KernelFileError, read_regular
-from shim.protocol.datatypes import DATATYPES, DataType
+from shim.spec.kernel import Kernel, kernel_from_metadata
+from shim.spec.layout import METADATA_FILE, PLACEHOLDER
+from shim.spec.schemas import METADATA_SCHEMA, describe_expectation, json_path, schema_errors
 from shim.strict_json import StrictJSONError, loads_strict
 
 #: Largest model_metadata.json read (the artifact policy's role_limits.metadata applies too).
 MAX_METADATA_BYTES = 1024 * 1024
-DEFAULT_ATOL = 1e-5
-DEFAULT_RTOL = 1e-4
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One declared tensor: the explicit contract a request is checked against."""
-
-    name: str
-    datatype: DataType
-    shape: tuple[int, ...]
-    allow_non_finite: bool = False
-
-    @classmethod
-    def from_contract(cls, entry: dict[str, Any]) -> TensorSpec:
-        return cls(
-            name=entry["name"],
-            datatype=DATATYPES[entry["datatype"]],
-            shape=tuple(entry["shape"]),
-            allow_non_finite=bool(entry.get("allow_non_finite", False)),
-        )
-
-    def to_v2(self) -> dict[str, Any]:
-        """The tensor as the v2 model-metadata endpoint describes it."""
-        return {"name": self.name, "datatype": self.datatype.name, "shape": list(self.shape)}
-
-
-@dataclass(frozen=True)
-class Batching:
-    max_batch_size: int = 0
-    max_queue_delay_us: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.max_batch_size > 0
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    atol: float = DEFAULT_ATOL
-    rtol: float = DEFAULT_RTOL
-
-    @classmethod
-    def from_contract(cls, entry: dict[str, Any] | None, default: Tolerance | None = None) -> Tolerance:
-        base = default or cls()
-        entry = entry or {}
-        return cls(atol=float(entry.get("atol", base.atol)), rtol=float(entry.get("rtol", base.rtol)))
-
-
-@dataclass(frozen=True)
-class Kernel:
-    """A kernel whose metadata satisfies the contract schema."""
-
-    root: Path
-    metadata: dict[str, Any]
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-    batching: Batching
-    tolerance: Tolerance
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return self.metadata["name"]
-
-    @property
-    def version(self) -> str:
-        return self.metadata["version"]
-
-    @property
-    def framework(self) -> str:
-        return self.metadata["framework"]
-
-    @property
-    def model_path(self) -> Path:
-        return self.root / self.metadata["model_file"]
-
-    @property
-    def metadata_path(self) -> Path:
-        return self.root / METADATA_FILE
-
-    @property
-    def requirements_path(self) -> Path:
-        return self.root / REQUIREMENTS_FILE
-
-    @property
-    def samples_dir(self) -> Path:
-        return self.root / SAMPLES_DIR
-
-    def input(self, name: str) -> TensorSpec | None:
-        return next((t for t in self.inputs if t.name == name), None)
-
-
 class KernelError(Exception):
     """The kernel cannot be read into a ``Kernel``; ``findings`` say why."""
 
@@ -221,21 +127,6 @@ def _semantic_findings(file: str, metadata: dict[str, Any]) -> list[Finding]:
                         )
                     )
     return findings
-
-
-def kernel_from_metadata(root: Path, metadata: dict[str, Any]) -> Kernel:
-    batching = metadata.get("batching") or {}
-    return Kernel(
-        root=Path(root),
-        metadata=metadata,
-        inputs=tuple(TensorSpec.from_contract(t) for t in metadata["inputs"]),
-        outputs=tuple(TensorSpec.from_contract(t) for t in metadata["outputs"]),
-        batching=Batching(
-            max_batch_size=int(batching.get("max_batch_size", 0)),
-            max_queue_delay_us=int(batching.get("max_queue_delay_us", 0)),
-        ),
-        tolerance=Tolerance.from_contract(metadata.get("tolerance")),
-    )
 
 
 def read_kernel(root: Path | str) -> Kernel:

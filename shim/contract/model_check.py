@@ -13,10 +13,11 @@ from typing import Any
 import onnx
 from onnx.external_data_helper import uses_external_data
 
-from shim.contract.kernel import METADATA_FILE, Kernel, TensorSpec
 from shim.findings import Finding
 from shim.policy.onnx_file import iter_tensors
-from shim.protocol.datatypes import from_onnx, onnx_type_name
+from shim.spec.datatypes import from_onnx, onnx_type_name
+from shim.spec.kernel import Kernel, TensorSpec
+from shim.spec.layout import METADATA_FILE
 
 _ONNX_PROTO_LIMIT = 2**31 - 1
 

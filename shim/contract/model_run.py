@@ -15,12 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shim.contract.kernel import Kernel, read_kernel
+from shim.contract.kernel import read_kernel
 from shim.contract.model_check import check_torchscript_signature
 from shim.contract.samples import load_samples, run_samples
 from shim.findings import Finding
 from shim.runtimes.base import Runtime, RuntimeLoadError, load_runtime
 from shim.runtimes.handler import HandlerLoadError, handler_file, with_handler
+from shim.spec.kernel import Kernel
 
 
 class ModelRunFailure(Exception):

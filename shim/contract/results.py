@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from shim.findings import Finding
 
 if TYPE_CHECKING:
-    from shim.contract.kernel import Kernel
+    from shim.spec.kernel import Kernel
 
 
 @dataclass

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from shim.contract.kernel import Kernel, TensorSpec, Tolerance
-from shim.contract.schemas import SAMPLE_SCHEMA, describe_expectation, json_path, schema_errors
 from shim.findings import Finding
 from shim.kernelfs import KernelFileError, is_regular_file, read_regular
 from shim.protocol.codec import Limits, ProtocolError, decode_request, decode_tensor
-from shim.protocol.datatypes import from_numpy
+from shim.spec.datatypes import from_numpy
+from shim.spec.kernel import Kernel, TensorSpec, Tolerance
+from shim.spec.schemas import SAMPLE_SCHEMA, describe_expectation, json_path, schema_errors
 from shim.strict_json import StrictJSONError, loads_strict
 
 #: Largest golden sample read (the artifact policy's role_limits.sample applies too).

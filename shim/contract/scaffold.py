@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from shim.contract.kernel import PLACEHOLDER, TensorSpec, kernel_from_metadata
 from shim.protocol.codec import tensor_to_json_data
-from shim.protocol.datatypes import DATATYPES, from_onnx, from_torch, onnx_type_name
+from shim.spec.datatypes import DATATYPES, from_onnx, from_torch, onnx_type_name
+from shim.spec.kernel import TensorSpec, kernel_from_metadata
+from shim.spec.layout import PLACEHOLDER
 
 MODEL_FILES = {".onnx": ("onnx", "model.onnx"), ".pt": ("torchscript", "model.pt")}
 

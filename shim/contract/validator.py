@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from shim.contract.handler_check import check_handler
-from shim.contract.kernel import kernel_from_metadata, read_metadata
-from shim.contract.layout import METADATA_FILE, REQUIREMENTS_FILE
+from shim.contract.kernel import read_metadata
 from shim.contract.model_check import check_model_file, compare_onnx_signature, load_onnx
 from shim.contract.results import ValidationReport
 from shim.findings import Finding
 from shim.policy.dependencies import check_requirements
 from shim.policy.gate import Declaration, check_artifacts
 from shim.policy.loader import Policies, load_policies
+from shim.spec.kernel import kernel_from_metadata
+from shim.spec.layout import METADATA_FILE, REQUIREMENTS_FILE
 
 __all__ = ["ValidationReport", "validate_kernel", "validate_many"]
 

@@ -40,7 +40,7 @@ RACY_WINDOW_NS = 2_000_000_000
 _CHUNK = 1024 * 1024
 _FORMAT = 1
 #: The packages whose code decides a check's result; a change to any of them invalidates the cache.
-_CODE_PACKAGES = ("contract", "policy", "protocol", "runtimes", "hooks")
+_CODE_PACKAGES = ("spec", "contract", "policy", "protocol", "runtimes", "hooks")
 _LIBRARIES = ("numpy", "onnx", "onnxruntime", "torch", "jsonschema", "packaging", "pyyaml")
 
 

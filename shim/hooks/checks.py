@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shim.contract.layout import REQUIREMENTS_FILE
 from shim.contract.results import ValidationReport
 from shim.findings import Finding
 from shim.hooks.cache import ResultCache, environment_fingerprint, kernel_manifest
+from shim.spec.layout import REQUIREMENTS_FILE
 
 if TYPE_CHECKING:
     from shim.policy.loader import Policies

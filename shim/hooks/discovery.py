@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from shim.contract.layout import METADATA_FILE
+from shim.spec.layout import METADATA_FILE
 
 
 def repository_root(start: Path | None = None) -> Path:

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from shim.contract.kernel import Kernel
 from shim.iac.construct import ConstructInputError, SecureModelEndpoint
 from shim.iac.tfvars import tfvars_for
+from shim.spec.kernel import Kernel
 
 _VALIDATION_PREFIX = re.compile(r"^.*?Validation failed with the following errors:\s*", re.S)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shim.contract.kernel import Kernel
 from shim.iac.image_ref import require_pinned
+from shim.spec.kernel import Kernel
 
 DATA_CLASSIFICATION_LABEL = "data-classification"
 

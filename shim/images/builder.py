@@ -33,7 +33,7 @@ from shim.images.freeze import FrozenFile, frozen_files, stale_frozen_files
 if TYPE_CHECKING:
     import docker
 
-    from shim.contract.kernel import Kernel
+    from shim.spec.kernel import Kernel
 
 Progress = Callable[[str], None]
 LABEL_PREFIX = "dev.kernelshim"

@@ -36,7 +36,7 @@ def _policy_file(name: str, override_dir: Path | None) -> Path:
 def load_policy_file(path: Path, schema_name: str) -> dict[str, Any]:
     import yaml  # imported here: the hooks' cache path only needs ``effective_policy_files``
 
-    from shim.contract.schemas import json_path, schema_errors
+    from shim.spec.schemas import json_path, schema_errors
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

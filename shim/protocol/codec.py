@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from shim.contract.kernel import TensorSpec
-from shim.protocol.datatypes import DATATYPES, DataType
+from shim.spec.datatypes import DATATYPES, DataType
+from shim.spec.kernel import TensorSpec
 
 
 class ProtocolError(ValueError):

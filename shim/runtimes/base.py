@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from shim.contract.kernel import Kernel
 from shim.runtimes.cpu_quota import available_cpus
 from shim.runtimes.device import DeviceChoice, parse_device
+from shim.spec.kernel import Kernel
 
 
 class RuntimeLoadError(Exception):

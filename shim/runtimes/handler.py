@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from shim.contract.kernel import Kernel, TensorSpec
 from shim.kernelfs import MAX_HANDLER_BYTES, KernelFileError, read_regular
-from shim.protocol.datatypes import from_numpy
 from shim.runtimes.base import Runtime
+from shim.spec.datatypes import from_numpy
+from shim.spec.kernel import Kernel, TensorSpec
 
 Tensors = Mapping[str, np.ndarray]
 

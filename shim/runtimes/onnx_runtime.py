@@ -7,9 +7,9 @@ from collections.abc import Mapping
 import numpy as np
 import onnxruntime as ort
 
-from shim.contract.kernel import Kernel
 from shim.runtimes.base import OutOfMemory, Runtime, RuntimeLoadError
 from shim.runtimes.device import DeviceRequest, choose_onnx_providers
+from shim.spec.kernel import Kernel
 
 _OOM_MARKERS = ("out of memory", "cudaErrorMemoryAllocation", "CUDA_ERROR_OUT_OF_MEMORY", "bad_alloc",
                 "Failed to allocate memory")  # the last: onnxruntime's CPU/BFC arena allocator

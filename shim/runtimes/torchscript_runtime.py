@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from shim.contract.kernel import Kernel
 from shim.runtimes.base import OutOfMemory, Runtime, RuntimeLoadError
 from shim.runtimes.device import DeviceRequest, choose_torch_device
+from shim.spec.kernel import Kernel
 
 TORCH_MISSING = (
     "framework 'torchscript' needs PyTorch, which is not installed; "

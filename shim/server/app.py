@@ -20,7 +20,6 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shim import __version__
-from shim.contract.kernel import Kernel
 from shim.protocol.codec import Limits, ProtocolError, decode_request
 from shim.runtimes.base import OutOfMemory
 from shim.server.audit import AuditLogger, fingerprint
@@ -31,6 +30,7 @@ from shim.server.openapi import OPENAPI_PATH, build_openapi
 from shim.server.ratelimit import RateLimiter
 from shim.server.responses import encode_infer_response, error_body, json_bytes
 from shim.server.settings import ServerSettings
+from shim.spec.kernel import Kernel
 
 log = logging.getLogger("shim.server")
 

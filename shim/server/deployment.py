@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from shim.contract.kernel import Batching, Kernel
 from shim.server.settings import ENV_PREFIX, ServerSettings
+from shim.spec.kernel import Batching, Kernel
 
 
 class DeploymentMismatch(ValueError):

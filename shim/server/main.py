@@ -16,12 +16,13 @@ from typing import Any
 
 import uvicorn
 
-from shim.contract.kernel import Kernel, read_kernel
+from shim.contract.kernel import read_kernel
 from shim.runtimes.cpu_quota import available_cpus
 from shim.server.app import InferenceApp
 from shim.server.deployment import apply_deployment
 from shim.server.logs import configure_logging
 from shim.server.settings import ServerSettings
+from shim.spec.kernel import Kernel
 
 SETTINGS_ENV = "KERNELSHIM_SERVE_SETTINGS_JSON"
 log = logging.getLogger("shim.server")

@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shim.contract.kernel import Kernel
 from shim.contract.model_run import ModelRunFailure, golden_sample_findings, load_as_served
 from shim.runtimes.base import Runtime
 from shim.server.batcher import Batcher
 from shim.server.metrics import ServerMetrics
 from shim.server.settings import ServerSettings
+from shim.spec.kernel import Kernel
 
 log = logging.getLogger("shim.server")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from shim import __version__
-from shim.contract.kernel import Kernel
+from shim.spec.kernel import Kernel
 
 OPENAPI_PATH = "/v2/openapi.json"
 

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from shim.contract.kernel import TensorSpec
 from shim.protocol.codec import RequestedOutput, tensor_to_bytes, tensor_to_json_data
+from shim.spec.kernel import TensorSpec
 
 _NUMPY_JSON = orjson.OPT_SERIALIZE_NUMPY
 _ORJSON_NATIVE = {"b", "i", "u", "f"}

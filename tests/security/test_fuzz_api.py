@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
-from shim.contract.kernel import TensorSpec
 from shim.protocol.codec import Limits, ProtocolError, decode_tensor
-from shim.protocol.datatypes import DATATYPES
+from shim.spec.datatypes import DATATYPES
+from shim.spec.kernel import TensorSpec
 from tests.security.conftest import IRIS, ServerProcess
 
 schemathesis = pytest.importorskip("schemathesis")

@@ -8,9 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shim.contract.kernel import TensorSpec
 from shim.protocol.codec import Limits, ProtocolError, decode_request, decode_tensor, tensor_to_bytes
-from shim.protocol.datatypes import DATATYPES
 from shim.runtimes.cpu_quota import available_cpus, cgroup_cpu_limit
 from shim.runtimes.device import (
     DeviceError,
@@ -19,6 +17,8 @@ from shim.runtimes.device import (
     choose_torch_device,
     parse_device,
 )
+from shim.spec.datatypes import DATATYPES
+from shim.spec.kernel import TensorSpec
 
 CPU_ONLY = ["AzureExecutionProvider", "CPUExecutionProvider"]
 GPU_BUILD = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
