@@ -1,7 +1,7 @@
 """Prometheus metrics of the server, in their own registry (one per process).
 
 Names follow Prometheus conventions (base units, ``_total`` counters); labels are bounded:
-model, version and status code only.
+model, version, protocol (rest or grpc) and status code only.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ class ServerMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ("model", "version")
         self.requests = Counter(
-            "shim_inference_requests", "Inference requests by final HTTP status code.",
-            (*labels, "code"), registry=self.registry,
+            "shim_inference_requests",
+            "Inference requests by transport and final status (the HTTP status code; for gRPC the HTTP "
+            "status of the same outcome, so both transports share one code vocabulary).",
+            (*labels, "protocol", "code"), registry=self.registry,
         )
         self.request_seconds = Histogram(
             "shim_request_duration_seconds", "Inference request time from body received to response.",
@@ -60,12 +62,12 @@ class ServerMetrics:
         ).labels(model, version)
         self.oom = Counter("shim_out_of_memory", "Batches that ran out of device memory.", labels,
                            registry=self.registry).labels(model, version)
-        self._request_counters: dict[int, object] = {}
+        self._request_counters: dict[tuple[int, str], object] = {}
         self._model, self._version = model, version
 
-    def count(self, code: int) -> None:
-        counter = self._request_counters.get(code)
+    def count(self, code: int, protocol: str = "rest") -> None:
+        counter = self._request_counters.get((code, protocol))
         if counter is None:
-            counter = self.requests.labels(self._model, self._version, str(code))
-            self._request_counters[code] = counter
+            counter = self.requests.labels(self._model, self._version, protocol, str(code))
+            self._request_counters[(code, protocol)] = counter
         counter.inc()  # type: ignore[attr-defined]

@@ -56,7 +56,7 @@ def test_metrics_content(iris_server):
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
     counts = metric_samples(text, "shim_inference_requests_total")
-    labels = "code={},model=iris-classifier,version=0.1.0"
+    labels = "code={},model=iris-classifier,protocol=rest,version=0.1.0"
     assert counts[labels.format(200)] >= 3 and counts[labels.format(400)] >= 1
     for histogram in (
         "shim_request_duration_seconds",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -242,3 +243,21 @@ def test_gil_switch_interval_comes_from_the_settings():
         assert sys.getswitchinterval() == pytest.approx(0.0003)
     finally:
         sys.setswitchinterval(previous)
+
+
+def test_rest_routes_are_the_openapi_paths() -> None:
+    """One list of endpoints: every route is documented, every documented path is routed, and the
+    probe paths open to unauthenticated callers are exactly the routes marked open."""
+    from shim.server.app import ROUTES
+    from shim.server.openapi import build_openapi
+    from shim.spec.kernel import kernel_from_metadata
+
+    iris = Path(__file__).resolve().parents[2] / "examples" / "kernels" / "iris-classifier"
+    kernel = kernel_from_metadata(iris, json.loads((iris / "model_metadata.json").read_text()))
+    document = build_openapi(kernel, auth=True)
+    assert {r.path for r in ROUTES if r.path != "/metrics"} == set(document["paths"])
+    for route in ROUTES:
+        if route.path == "/metrics":
+            continue
+        operation = document["paths"][route.path][route.method.lower()]
+        assert (operation.get("security") == []) == route.open, route
