@@ -16,11 +16,11 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH_PIN)"
-	$(BIN)/pip install -q -e ".[torch]"
+	$(BIN)/pip install -q -e ".[torch,grpc]"
 
 install-dev: $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH_PIN)"
-	$(BIN)/pip install -q -e ".[torch,dev,images,iac]"
+	$(BIN)/pip install -q -e ".[torch,grpc,dev,images,iac]"
 
 validate: install
 	$(BIN)/shim validate examples/kernels/*

@@ -38,7 +38,8 @@ def _launches(mlp_kernel: Path, port: int) -> dict[str, Launch]:
             [python, "-m", "uvicorn", "floor_app:app", "--host", HOST, "--port", str(port), *UVICORN_OPTIONS],
             env, "/", PEERS),
         "kernelshim": Launch(
-            [shim, "serve", str(mlp_kernel), "--host", HOST, "--port", str(port), "--threads", "1",
+            [shim, "serve", str(mlp_kernel), "--host", HOST, "--port", str(port), "--grpc-port", "0",
+             "--threads", "1",
              "--log-level", "warning"], env, "/v2/health/ready"),
     }
 

@@ -20,6 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("kernel", type=Path, metavar="KERNEL_DIR")
     parser.add_argument("--host", default=None, help="address to bind (default 0.0.0.0)")
     parser.add_argument("--port", type=int, default=None, help="port (default 8080)")
+    parser.add_argument("--grpc-port", type=int, default=None,
+                        help="gRPC port of the Open Inference Protocol (default 8081; 0 turns gRPC off)")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--log-format", choices=("json", "text"), default=None)
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None)
@@ -47,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"no such kernel directory: {args.kernel}")
     try:
         settings = settings_from_env({
-            "kernel_dir": str(args.kernel), "host": args.host, "port": args.port, "device": args.device,
+            "kernel_dir": str(args.kernel), "host": args.host, "port": args.port,
+            "grpc_port": args.grpc_port, "device": args.device,
             "log_format": args.log_format, "log_level": args.log_level, "workers": args.workers,
             "threads": args.threads, "max_body_bytes": args.max_body_bytes,
             "max_queue_size": args.max_queue_size,

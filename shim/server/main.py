@@ -56,7 +56,17 @@ def build_app(settings: ServerSettings, kernel: Kernel | None = None) -> Inferen
     if kernel is None:
         kernel = apply_deployment(read_kernel(settings.kernel_dir), settings)
     settings = ServerSettings(**{**settings.__dict__, "threads": _per_worker_threads(settings)})
-    return InferenceApp(kernel, settings)
+    app = InferenceApp(kernel, settings)
+    if settings.grpc_port:
+        try:
+            from shim.server.grpc_transport import GrpcTransport
+        except ImportError as exc:  # an image built without the grpc extra still serves REST, and says so
+            log.warning("gRPC is off: its libraries are not installed; pip install 'kernelshim[grpc]'",
+                        extra={"missing": exc.name})
+            return app
+        app.companions.append(GrpcTransport(app.dataplane, settings.host, settings.grpc_port,
+                                            reuse_port=settings.workers > 1))
+    return app
 
 
 def app_from_environment() -> InferenceApp:
@@ -101,7 +111,8 @@ def serve(settings: ServerSettings, kernel: Kernel) -> int:
     app = build_app(settings, kernel)
     server = DrainingServer(uvicorn.Config(app, **_uvicorn_options(settings)), app)
     log.info("starting", extra={"model": kernel.name, "version": kernel.version, "host": settings.host,
-                                "port": settings.port, "device": settings.device,
+                                "port": settings.port, "grpc_port": settings.grpc_port,
+                                "device": settings.device,
                                 "threads": app.settings.threads})
     server.run()
     return 0 if server.started else 1

@@ -19,6 +19,7 @@ class ServerSettings:
     kernel_dir: str = "/kernel"
     host: str = "0.0.0.0"
     port: int = 8080
+    grpc_port: int = 8081  # the Open Inference Protocol's gRPC transport (KServe's port); 0 turns it off
     device: str = "auto"
     log_format: str = "json"
     log_level: str = "info"

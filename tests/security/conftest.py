@@ -53,6 +53,7 @@ class ServerProcess:
                 "1",
                 "--log-format",
                 "json",
+                *(() if "--grpc-port" in args else ("--grpc-port", "0")),
                 *args,
             ],
             stdout=self._log,

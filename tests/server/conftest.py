@@ -117,6 +117,7 @@ def start_server(
         str(port),
         "--threads",
         "1",
+        *(() if "--grpc-port" in args else ("--grpc-port", "0")),  # gRPC tests pick their own port
         *args,
     ]
     with open(log, "wb") as handle:
