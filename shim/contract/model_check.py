@@ -13,10 +13,11 @@ from typing import Any
 import onnx
 from onnx.external_data_helper import uses_external_data
 
+from shim.contract.signature import tensor_findings
 from shim.findings import Finding
 from shim.policy.onnx_file import iter_tensors
 from shim.spec.datatypes import from_onnx, onnx_type_name
-from shim.spec.kernel import Kernel, TensorSpec
+from shim.spec.kernel import Kernel
 from shim.spec.layout import METADATA_FILE
 
 _ONNX_PROTO_LIMIT = 2**31 - 1
@@ -116,7 +117,10 @@ def compare_onnx_signature(kernel: Kernel, model: onnx.ModelProto) -> list[Findi
                     fix="use the graph's tensor name (see `shim init` or netron)",
                 ))
                 continue
-            findings += _compare_tensor(file, where, spec, *graph[spec.name])
+            elem_type, dims = graph[spec.name]
+            graph_type = from_onnx(elem_type)
+            actual = graph_type.name if graph_type else onnx_type_name(elem_type)
+            findings += tensor_findings(file, where, spec, actual, dims)
         declared = {s.name for s in specs}
         for name in graph:
             if name not in declared:
@@ -125,51 +129,6 @@ def compare_onnx_signature(kernel: Kernel, model: onnx.ModelProto) -> list[Findi
                     f"the model has {group[:-1]} {name!r}, which the contract does not declare",
                     expected=f"every model {group[:-1]} declared", fix=f"add {name!r} to {group}",
                 ))
-    return findings
-
-
-def _compare_tensor(
-    file: str, where: str, spec: TensorSpec, elem_type: int, dims: list[int | None]
-) -> list[Finding]:
-    findings = []
-    graph_type = from_onnx(elem_type)
-    if graph_type is None or graph_type.name != spec.datatype.name:
-        findings.append(Finding(
-            "KS203", file, f"{where}.datatype",
-            f"{spec.name!r} is declared {spec.datatype.name} but the model's element type is "
-            f"{onnx_type_name(elem_type)}",
-            expected=graph_type.name if graph_type
-            else f"a v2 datatype (the model uses {onnx_type_name(elem_type)})",
-            fix=f"set datatype to {graph_type.name}" if graph_type else "cast the tensor in the model",
-        ))
-    if len(dims) != len(spec.shape):
-        shown = [d if d is not None else -1 for d in dims]
-        findings.append(Finding(
-            "KS204", file, f"{where}.shape",
-            f"{spec.name!r} is declared with {len(spec.shape)} dimensions {list(spec.shape)}; the model has "
-            f"{len(dims)} {shown}",
-            expected=str(shown), fix=f"set shape to {shown}",
-        ))
-        return findings
-    for axis, (declared, actual) in enumerate(zip(spec.shape, dims, strict=True)):
-        if actual is None and declared != -1:
-            findings.append(Finding(
-                "KS206", file, f"{where}.shape[{axis}]",
-                f"{spec.name!r} dimension {axis} is dynamic in the model but declared {declared}",
-                expected="-1", fix=f"set shape[{axis}] to -1, or export the model with a fixed dimension",
-            ))
-        elif actual is not None and declared == -1:
-            findings.append(Finding(
-                "KS207", file, f"{where}.shape[{axis}]",
-                f"{spec.name!r} dimension {axis} is fixed at {actual} in the model but declared -1",
-                expected=str(actual), fix=f"set shape[{axis}] to {actual}, or export with a dynamic axis",
-            ))
-        elif actual is not None and declared != actual:
-            findings.append(Finding(
-                "KS205", file, f"{where}.shape[{axis}]",
-                f"{spec.name!r} dimension {axis} is declared {declared} but the model has {actual}",
-                expected=str(actual), fix=f"set shape[{axis}] to {actual}",
-            ))
     return findings
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from shim.contract.signature import tensor_findings
 from shim.findings import Finding
 from shim.kernelfs import KernelFileError, is_regular_file, read_regular
 from shim.protocol.codec import Limits, ProtocolError, decode_request, decode_tensor
@@ -101,34 +102,12 @@ def check_output_signature(kernel: Kernel, actual: dict[str, np.ndarray], sample
     findings: list[Finding] = []
     for index, spec in enumerate(kernel.outputs):
         got = actual.get(spec.name)
-        where = f"$.outputs[{index}]"
         if got is None:
             continue  # reported per sample as KS305
         got_type = from_numpy(got.dtype)
-        if got_type is None or got_type.name != spec.datatype.name:
-            shown = got_type.name if got_type else str(got.dtype)
-            findings.append(Finding(
-                "KS203", file, f"{where}.datatype",
-                f"{spec.name!r} is declared {spec.datatype.name} but the model returned {shown} "
-                f"(running {sample.name})",
-                expected=shown, fix=f"set datatype to {shown}, or cast the output in the model",
-            ))
-        if got.ndim != len(spec.shape):
-            findings.append(Finding(
-                "KS204", file, f"{where}.shape",
-                f"{spec.name!r} is declared with shape {list(spec.shape)} but the model returned shape "
-                f"{list(got.shape)} (running {sample.name})",
-                expected=f"{got.ndim} dimensions", fix="correct the declared shape",
-            ))
-            continue
-        for axis, (declared, size) in enumerate(zip(spec.shape, got.shape, strict=True)):
-            if declared != -1 and declared != size:
-                findings.append(Finding(
-                    "KS205", file, f"{where}.shape[{axis}]",
-                    f"{spec.name!r} dimension {axis} is declared {declared} but the model returned {size} "
-                    f"(running {sample.name})",
-                    expected=str(size), fix=f"set shape[{axis}] to {size} (or -1 if it varies)",
-                ))
+        returned = got_type.name if got_type else str(got.dtype)
+        findings += tensor_findings(file, f"$.outputs[{index}]", spec, returned, list(got.shape),
+                                    observed_in=sample.name)
     return findings
 
 
