@@ -46,6 +46,12 @@ class ServerSettings:
     max_batch_size: int = -1  # -1: the contract's batching.max_batch_size; 0 turns batching off
     max_queue_delay_us: int = -1  # -1: the contract's batching.max_queue_delay_us
 
+    def __post_init__(self) -> None:
+        """Every out-of-range value is refused up front, naming the flag and variable to fix."""
+        problems = [message for check, message in _RULES if not check(self)]
+        if problems:
+            raise ValueError("invalid server settings: " + "; ".join(problems))
+
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
@@ -54,6 +60,36 @@ class ServerSettings:
         data = json.loads(text)
         data["auth_tokens"] = tuple(data.get("auth_tokens") or ())
         return cls(**data)
+
+
+#: (predicate, message) per setting, grouped as the fields are: network, runtime, limits, access.
+_RULES: list[tuple[Any, str]] = []
+
+
+def _add(name: str, ok: Any, expected: str) -> None:
+    option = f"--{name.replace('_', '-')} / {ENV_PREFIX}{name.upper()}"
+    _RULES.append((lambda s, n=name, f=ok: f(getattr(s, n)),
+                   f"{option} must be {expected}"))
+
+
+_add("port", lambda v: 1 <= v <= 65535, "a TCP port (1-65535)")
+_add("grpc_port", lambda v: 0 <= v <= 65535, "a TCP port (1-65535), or 0 to turn gRPC off")
+_add("log_format", lambda v: v in ("json", "text"), "json or text")
+_add("log_level", lambda v: v in ("debug", "info", "warning", "error"), "debug, info, warning or error")
+_add("workers", lambda v: 1 <= v <= 256, "between 1 and 256")
+_add("threads", lambda v: 0 <= v <= 1024, "between 0 (automatic) and 1024")
+_add("max_body_bytes", lambda v: 1024 <= v <= 2**31, "between 1 KiB and 2 GiB")
+_add("max_elements_per_tensor", lambda v: 1 <= v <= 2**31, "between 1 and 2**31")
+_add("max_queue_size", lambda v: v >= 1, "at least 1")
+_add("graceful_timeout_s", lambda v: 0 <= v <= 3600, "between 0 and 3600 seconds")
+_add("retry_after_s", lambda v: 0 <= v <= 3600, "between 0 and 3600 seconds")
+_add("gil_switch_interval_us", lambda v: 0 <= v <= 1_000_000, "between 0 (CPython's default) and 1000000")
+_add("rate_limit_per_s", lambda v: v >= 0, "0 (off) or a positive rate")
+_add("rate_limit_burst", lambda v: v >= 0, "0 (the rate) or a positive count")
+_add("max_batch_size", lambda v: v >= -1, "-1 (the contract's), 0 (off) or a positive size")
+_add("max_queue_delay_us", lambda v: v >= -1, "-1 (the contract's) or microseconds")
+_RULES.append((lambda s: s.grpc_port == 0 or s.grpc_port != s.port,
+               "--grpc-port must differ from --port (or be 0 to turn gRPC off)"))
 
 
 def _coerce(name: str, kind: Any, raw: str) -> Any:

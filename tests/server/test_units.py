@@ -261,3 +261,22 @@ def test_rest_routes_are_the_openapi_paths() -> None:
             continue
         operation = document["paths"][route.path][route.method.lower()]
         assert (operation.get("security") == []) == route.open, route
+
+
+@pytest.mark.parametrize("values, named", [
+    ({"port": 0}, "--port / KERNELSHIM_PORT"),
+    ({"grpc_port": 70000}, "--grpc-port / KERNELSHIM_GRPC_PORT"),
+    ({"port": 9000, "grpc_port": 9000}, "--grpc-port must differ from --port"),
+    ({"workers": 0}, "--workers / KERNELSHIM_WORKERS"),
+    ({"max_body_bytes": 10}, "--max-body-bytes / KERNELSHIM_MAX_BODY_BYTES"),
+    ({"rate_limit_per_s": -1.0}, "--rate-limit-per-s / KERNELSHIM_RATE_LIMIT_PER_S"),
+])
+def test_out_of_range_settings_are_refused_naming_the_option(values: dict, named: str) -> None:
+    from shim.server.settings import ServerSettings, settings_from_env
+
+    with pytest.raises(ValueError, match="invalid server settings") as refused:
+        ServerSettings(**values)
+    assert named in str(refused.value)
+    environ = {f"KERNELSHIM_{k.upper()}": str(v) for k, v in values.items()}
+    with pytest.raises(ValueError, match=named.split(" / ")[0]):
+        settings_from_env({}, environ)
