@@ -78,11 +78,29 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         targets.append(
             {
                 "target": f"cnn c={top}: kernelshim ({payload}) throughput / in-process at the same "
-                f"batch ({batch}, mean {ks.get('mean_batch')}) >= 0.80",
+                f"batch ({batch}, mean {ks.get('mean_batch')}) >= 0.90",
                 "measured": value,
-                "met": None if value is None else value >= 0.8,
+                "met": None if value is None else value >= 0.9,
             }
         )
+    for model in ("mlp", "cnn"):
+        ks_grpc = index.get(("kernelshim", model, "grpc", top))
+        if not ks_grpc:
+            continue
+        rest = index.get(("kernelshim", model, "binary", top))
+        value = round(ks_grpc["throughput"] / rest["throughput"], 2) if rest and rest["throughput"] else None
+        targets.append({"target": f"{model} c={top}: kernelshim gRPC throughput / its REST binary >= 1.0",
+                        "measured": value, "met": None if value is None else value >= 1.0})
+        for (system, m, payload, c), row in index.items():
+            if payload == "grpc" and m == model and c == top and system != "kernelshim":
+                value = round(ks_grpc["throughput"] / row["throughput"], 2) if row["throughput"] else None
+                targets.append({"target": f"{model} c={top}: kernelshim gRPC throughput / {system} gRPC "
+                                ">= 2.0", "measured": value, "met": None if value is None else value >= 2.0})
+    mlp_json = index.get(("kernelshim", "mlp", "json", top))
+    if mlp_json:
+        value = round(mlp_json["p99_ms"] / mlp_json["p50_ms"], 2) if mlp_json["p50_ms"] else None
+        targets.append({"target": f"mlp c={top}: kernelshim JSON p99 / p50 <= 3", "measured": value,
+                        "met": None if value is None else value <= 3.0})
     return {"rows": rows, "targets": targets}
 
 

@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import gate, inprocess, peer_envs, startup
+from benchmarks import gate, grpc_load, inprocess, peer_envs, startup
 from benchmarks.loadgen import LoadGenError, run_load, wrk_binary
 from benchmarks.models import MODELS, prepare
 from benchmarks.report import render_markdown, summarize, write_docs
-from benchmarks.systems import SYSTEMS, RunningServer, ServerFailed
+from benchmarks.systems import HOST, SYSTEMS, RunningServer, ServerFailed
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -39,11 +39,10 @@ PORT_BASE = 18100
 
 def ensure_wrk() -> None:
     """wrk comes from Debian; install it when missing and we may (root with apt-get)."""
-    if shutil.which("wrk") or not shutil.which("apt-get") or os.geteuid() != 0:
+    if (shutil.which("wrk") and shutil.which("h2load")) or not shutil.which("apt-get") or os.geteuid() != 0:
         return
-    subprocess.run(
-        "apt-get update -qq && apt-get install -y -qq wrk", shell=True, check=False, stdout=subprocess.DEVNULL
-    )
+    subprocess.run("apt-get update -qq && apt-get install -y -qq wrk nghttp2-client", shell=True, check=False,
+                   stdout=subprocess.DEVNULL)
 
 
 def machine_description() -> dict[str, Any]:
@@ -79,6 +78,28 @@ def _batch_stats(server: RunningServer, model: str) -> tuple[float, float]:
     total = re.search(r"^shim_batch_size_sum\{[^}]*" + label + r"[^}]*\} (\S+)", text, re.M)
     count = re.search(r"^shim_batch_size_count\{[^}]*" + label + r"[^}]*\} (\S+)", text, re.M)
     return (float(total.group(1)) if total else 0.0, float(count.group(1)) if count else 0.0)
+
+
+def _bench_grpc(system: Any, model: Any, server: RunningServer, port: int, args: argparse.Namespace,
+                expected: np.ndarray, x: np.ndarray, entry: dict[str, Any], log: Any) -> None:
+    """The same tensor over gRPC (h2load), after checking the answer with a real gRPC client."""
+    import grpc
+
+    address = f"{HOST}:{port + 1}"
+    request = grpc_load.infer_request(model.name, model.input_name, x)
+    try:
+        got = grpc_load.check_answer(address, request, model.output_name)
+    except grpc.RpcError as exc:
+        raise ServerFailed(f"gRPC answer failed: {exc.code()} {exc.details()}") from None
+    if not np.allclose(got.reshape(expected.shape), expected, atol=1e-4, rtol=1e-3):
+        raise ServerFailed(f"grpc answer differs from in-process onnxruntime: {got} vs {expected}")
+    for concurrency in args.concurrency:
+        grpc_load.run_grpc_load(address, request, concurrency, max(args.warmup, concurrency * 4))
+        result = grpc_load.run_grpc_load(address, request, concurrency, args.requests[model.name]).as_dict()
+        result.update({"payload": "grpc", "concurrency": concurrency})
+        entry["runs"].append(result)
+        log(f"  {system.name:<18} {model.name} grpc   c={concurrency:<3} {result['throughput']:>9.1f} req/s  "
+            f"p50 {result['p50_ms']:.3f} ms  p99 {result['p99_ms']:.3f} ms  errors {result['errors']}")
 
 
 def bench_system(
@@ -126,6 +147,8 @@ def bench_system(
                     f"p99 {result['p99_ms']:.3f} ms  errors {result['errors']}"
                     + (f"  mean batch {result.get('mean_batch')}" if "mean_batch" in result else "")
                 )
+        if system.grpc:
+            _bench_grpc(system, model, server, port, args, expected, x, entry, log)
     except (ServerFailed, LoadGenError, OSError, ValueError, KeyError) as exc:
         entry["error"] = f"{type(exc).__name__}: {exc}"[:1500]
         log(f"  {system.name} {model.name}: FAILED {entry['error'][:400]}")

@@ -108,6 +108,8 @@ class System:
     parse: Callable[[bytes, dict[str, str]], np.ndarray]
     notes: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    #: serves the Open Inference Protocol over gRPC on the HTTP port + 1 (measured with h2load)
+    grpc: bool = False
 
 
 def _base_env(model: BenchModel, kernel: Path, port: int, threads: int) -> dict[str, str]:
@@ -138,7 +140,7 @@ def kernelshim_launch(model: BenchModel, kernel: Path, port: int, threads: int, 
         "--port",
         str(port),
         "--grpc-port",
-        "0",
+        str(port + 1),  # as MLServer's and Triton's gRPC ports here
         "--threads",
         str(threads),
         "--log-level",
@@ -231,7 +233,8 @@ def _pytriton(model: BenchModel, kernel: Path, port: int, threads: int, work: Pa
 
 
 SYSTEMS = [
-    System("kernelshim", None, kernelshim_launch, {"json": v2_json, "binary": v2_binary}, parse_v2),
+    System("kernelshim", None, kernelshim_launch, {"json": v2_json, "binary": v2_binary}, parse_v2,
+           grpc=True),
     System(
         "triton (pytriton)",
         "pytriton",
@@ -239,6 +242,7 @@ SYSTEMS = [
         {"json": v2_json, "binary": v2_binary},
         parse_v2,
         "tritonserver from nvidia-pytriton; model = Python callable running onnxruntime",
+        grpc=True,
     ),
     System(
         "mlserver",
@@ -247,6 +251,7 @@ SYSTEMS = [
         {"json": v2_json},
         parse_v2,
         "custom MLModel runtime wrapping onnxruntime, default settings",
+        grpc=True,
     ),
     System(
         "bentoml",
