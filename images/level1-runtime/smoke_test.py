@@ -3,9 +3,9 @@
 Level 1 runs it as the serving user once the runtime is installed; Level 2 runs it again after
 installing a kernel's requirements. It checks that every frozen pin is exactly what is installed
 (nothing - a dependency of kernelshim, torch or a kernel's package - moved one), that `pip check`
-is clean, that the runtime and the server import, and that the gpu variant's onnxruntime really
-offers the CUDA provider. The image's variant comes from KERNELSHIM_IMAGE_VARIANT (cpu|gpu) and
-KERNELSHIM_IMAGE_TORCH (0|1), which Level 1 sets.
+is clean, that the runtime and the server (its gRPC transport included) import, and that the gpu
+variant's onnxruntime really offers the CUDA provider. The image's variant comes from
+KERNELSHIM_IMAGE_VARIANT (cpu|gpu) and KERNELSHIM_IMAGE_TORCH (0|1), which Level 1 sets.
 """
 
 import importlib
@@ -37,7 +37,9 @@ for name in files:
         if installed.split("+")[0] != pinned:
             problems.append(f"{package}: {name} pins {pinned}, but {installed} is installed")
 
-for module in ("numpy", "onnx", "onnxruntime", "shim", "shim.server.main", "shim.contract.validator"):
+# grpc, grpc_health.v1 and the gRPC transport: without them the server would quietly serve REST only.
+for module in ("numpy", "onnx", "onnxruntime", "shim", "shim.server.main", "shim.contract.validator",
+               "grpc", "grpc_health.v1.health_pb2", "shim.server.grpc_transport"):
     importlib.import_module(module)
 ort = importlib.import_module("onnxruntime")
 providers = ort.get_available_providers()

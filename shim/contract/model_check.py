@@ -118,9 +118,9 @@ def compare_onnx_signature(kernel: Kernel, model: onnx.ModelProto) -> list[Findi
                 ))
                 continue
             elem_type, dims = graph[spec.name]
-            graph_type = from_onnx(elem_type)
-            actual = graph_type.name if graph_type else onnx_type_name(elem_type)
-            findings += tensor_findings(file, where, spec, actual, dims)
+            graph_type, native = from_onnx(elem_type), onnx_type_name(elem_type)
+            actual = graph_type.name if graph_type else native
+            findings += tensor_findings(file, where, spec, actual, dims, native_type=native)
         declared = {s.name for s in specs}
         for name in graph:
             if name not in declared:

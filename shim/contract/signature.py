@@ -22,20 +22,25 @@ def tensor_findings(
     actual_type: str,
     dims: Sequence[int | None],
     observed_in: str | None = None,
+    native_type: str | None = None,
 ) -> list[Finding]:
     """Findings for ``spec`` at JSON path ``where`` of ``file``. ``actual_type`` is the model's
-    datatype (a v2 name when it has one); ``observed_in`` names the sample whose run produced
-    ``dims``, or None when they come from the graph."""
+    datatype (a v2 name when it has one; ``native_type`` the framework's own name, for the
+    message); ``observed_in`` names the sample whose run produced ``dims``, or None when they come
+    from the graph."""
     seen = f" (running {observed_in})" if observed_in else ""
     has = "returned" if observed_in else "has"
     findings: list[Finding] = []
     if actual_type != spec.datatype.name:
+        evidence = f"the model {has} {actual_type}{seen}"
+        if native_type:
+            evidence = f"the model's element type is {native_type}"
         findings.append(
             Finding(
                 "KS203",
                 file,
                 f"{where}.datatype",
-                f"{spec.name!r} is declared {spec.datatype.name} but the model {has} {actual_type}{seen}",
+                f"{spec.name!r} is declared {spec.datatype.name} but {evidence}",
                 expected=actual_type,
                 fix=f"set datatype to {actual_type}, or cast the tensor in the model",
             )

@@ -1,5 +1,6 @@
 """Real builds with a real engine: Level 0 on a debootstrapped Debian, Level 1 (CPU), Level 2 for
-the iris example, the container run as a non-root user and asked for an inference over HTTP.
+the iris example, the container run as a non-root user and asked for an inference over HTTP and
+over gRPC.
 
 The Level 0/1 images are session fixtures (conftest.py); the engine's layer cache makes them take
 seconds after the first run. Level-2 images built here are removed at the end of the session.
@@ -50,6 +51,10 @@ from .conftest import (
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
 KERNEL_USER = "10001:10001"
 READY_TIMEOUT_S = 90
+REST_PORT = "8080/tcp"
+GRPC_PORT = "8081/tcp"  # KServe's gRPC port
+#: kernelshim's `grpc` extra: without these the served kernel would answer REST only.
+GRPC_PACKAGES = {"grpcio", "protobuf", "grpcio-health-checking"}
 
 
 def _shim(*args: str) -> subprocess.CompletedProcess[str]:
@@ -131,6 +136,7 @@ def test_level1_holds_exactly_the_policy_pins_and_kernelshim(engine: Any, level1
     # the CPU variant: no torch, and onnxruntime rather than onnxruntime-gpu
     gpu_only = {"torch", "onnxruntime-gpu"}
     pins = {k: v for k, v in load_policies().dependency["runtime_packages"].items() if k not in gpu_only}
+    assert set(pins) >= GRPC_PACKAGES  # the runtime freezes the gRPC endpoint's packages too
     script = (
         "import json, importlib.metadata as m, importlib.util as u; "
         f"print(json.dumps({{'versions': {{n: m.version(n) for n in {sorted(pins)!r}}}, "
@@ -162,12 +168,16 @@ def _healthcheck(engine: Any, image: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _serving(engine: Any, image: str) -> Iterator[tuple[Any, str]]:
-    container = engine.containers.run(image, detach=True, ports={"8080/tcp": ("127.0.0.1", None)})
+def _serving(engine: Any, image: str) -> Iterator[tuple[Any, str, str]]:
+    """A running container of ``image`` with REST and gRPC published on loopback: (container,
+    REST base URL, gRPC host:port)."""
+    published = ("127.0.0.1", None)
+    container = engine.containers.run(image, detach=True, ports={REST_PORT: published, GRPC_PORT: published})
     try:
         container.reload()
-        port = container.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
-        yield container, f"http://127.0.0.1:{port}"
+        ports = container.attrs["NetworkSettings"]["Ports"]
+        rest, grpc = (ports[name][0]["HostPort"] for name in (REST_PORT, GRPC_PORT))
+        yield container, f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc}"
     except BaseException:
         print(container.logs().decode(errors="replace")[-4000:])
         raise
@@ -200,6 +210,38 @@ def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
         return json.loads(response.read())
 
 
+def _check_grpc(address: str, sample: dict[str, Any]) -> None:
+    """The container's gRPC endpoint: health SERVING, ready, and the golden sample's answer."""
+    import grpc
+    import tritonclient.grpc as triton_grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from shim.spec.datatypes import DATATYPES
+
+    with grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        check = health.Check(health_pb2.HealthCheckRequest(), timeout=15, wait_for_ready=True)
+    assert check.status == health_pb2.HealthCheckResponse.SERVING
+
+    client = triton_grpc.InferenceServerClient(address)
+    try:
+        assert client.is_server_ready() and client.is_model_ready("iris-classifier")
+        inputs = []
+        for tensor in sample["request"]["inputs"]:
+            dtype = DATATYPES[tensor["datatype"]].numpy
+            array = np.asarray(tensor["data"], dtype=dtype).reshape(tensor["shape"])
+            infer_input = triton_grpc.InferInput(tensor["name"], tensor["shape"], tensor["datatype"])
+            infer_input.set_data_from_numpy(array)
+            inputs.append(infer_input)
+        result = client.infer("iris-classifier", inputs)
+        for expected in sample["expected"]["outputs"]:
+            actual = result.as_numpy(expected["name"])
+            assert list(actual.shape) == expected["shape"]
+            np.testing.assert_allclose(actual.ravel(), expected["data"], atol=1e-5, rtol=1e-4)
+    finally:
+        client.close()
+
+
 def test_kernel_image_serves_a_correct_inference_as_non_root(engine: Any, iris_image: dict[str, Any]) -> None:
     labels = iris_image["labels"]
     assert labels["dev.kernelshim.level"] == "2"
@@ -210,11 +252,13 @@ def test_kernel_image_serves_a_correct_inference_as_non_root(engine: Any, iris_i
     config = engine.images.get(iris_image["tag"]).attrs["Config"]
     assert config["User"] == KERNEL_USER
     assert config["Cmd"] == ["shim", "serve", "/kernel"]
+    assert {REST_PORT, GRPC_PORT} <= set(config["ExposedPorts"])  # REST and KServe's gRPC port
+    assert {"KERNELSHIM_PORT=8080", "KERNELSHIM_GRPC_PORT=8081"} <= set(config["Env"])
     healthcheck = _healthcheck(engine, iris_image["tag"])
     assert healthcheck["Test"][0] == "CMD" and "/health" in " ".join(healthcheck["Test"])
 
     sample = json.loads((EXAMPLE_KERNEL / "samples" / "example.json").read_text())
-    with _serving(engine, iris_image["tag"]) as (container, base_url):
+    with _serving(engine, iris_image["tag"]) as (container, base_url, grpc_address):
         _wait_ready(base_url, container)
         reply = _post(f"{base_url}/v2/models/iris-classifier/infer", sample["request"])
         outputs = {output["name"]: output for output in reply["outputs"]}
@@ -222,6 +266,7 @@ def test_kernel_image_serves_a_correct_inference_as_non_root(engine: Any, iris_i
             actual = outputs[expected["name"]]
             assert (actual["datatype"], actual["shape"]) == (expected["datatype"], expected["shape"])
             np.testing.assert_allclose(actual["data"], expected["data"], atol=1e-5, rtol=1e-4)
+        _check_grpc(grpc_address, sample)  # the same answer over the Open Inference Protocol's gRPC
 
         server_uid = container.exec_run(["sh", "-c", "awk '/^Uid:/ {print $2}' /proc/1/status"]).output
         assert server_uid.decode().strip() == "10001"  # the server itself (PID 1) is not root

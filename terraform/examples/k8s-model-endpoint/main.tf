@@ -26,6 +26,7 @@ module "endpoint" {
 
   namespace                  = var.namespace
   serving_mode               = var.serving_mode
+  grpc_port                  = var.grpc_port
   min_replicas               = 2
   max_replicas               = 4
   allowed_ingress_namespaces = ["ingress-nginx", "monitoring"]

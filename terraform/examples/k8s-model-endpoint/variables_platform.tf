@@ -23,3 +23,9 @@ variable "serving_mode" {
   type        = string
   default     = "deployment"
 }
+
+variable "grpc_port" {
+  description = "Container port of the shim's gRPC endpoint (KServe's 8081); 0 serves REST only."
+  type        = number
+  default     = 8081
+}

@@ -63,6 +63,16 @@ resource "kubernetes_deployment_v1" "endpoint" {
             protocol       = "TCP"
           }
 
+          # The Open Inference Protocol over gRPC (and grpc.health.v1); the probes stay on REST.
+          dynamic "port" {
+            for_each = local.grpc ? [local.grpc_port] : []
+            content {
+              name           = "grpc"
+              container_port = port.value
+              protocol       = "TCP"
+            }
+          }
+
           dynamic "env" {
             for_each = local.environment
             content {
@@ -148,6 +158,11 @@ resource "kubernetes_deployment_v1" "endpoint" {
 
   lifecycle {
     ignore_changes = [spec[0].replicas]
+
+    precondition {
+      condition     = !local.grpc || local.grpc_port != var.port
+      error_message = "The grpc_port must differ from port (or be 0 to turn gRPC off)."
+    }
   }
 }
 
@@ -169,6 +184,19 @@ resource "kubernetes_service_v1" "endpoint" {
       port        = 80
       target_port = "http"
       protocol    = "TCP"
+    }
+
+    # gRPC on its own number (as KServe's RawDeployment publishes it); appProtocol tells meshes,
+    # ingress controllers and cloud load balancers to speak HTTP/2 to it.
+    dynamic "port" {
+      for_each = local.grpc ? [local.grpc_port] : []
+      content {
+        name         = "grpc"
+        port         = port.value
+        target_port  = "grpc"
+        protocol     = "TCP"
+        app_protocol = "grpc"
+      }
     }
   }
 }

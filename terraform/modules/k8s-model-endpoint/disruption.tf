@@ -29,7 +29,8 @@ resource "kubernetes_network_policy_v1" "endpoint" {
     }
     policy_types = ["Ingress", "Egress"]
 
-    # Callers: pods in the endpoint's own namespace and in the allowed namespaces, on the serving port only.
+    # Callers: pods in the endpoint's own namespace and in the allowed namespaces, on the serving
+    # ports only (REST, and gRPC unless it is off).
     ingress {
       from {
         pod_selector {}
@@ -46,9 +47,12 @@ resource "kubernetes_network_policy_v1" "endpoint" {
         }
       }
 
-      ports {
-        port     = tostring(var.port)
-        protocol = "TCP"
+      dynamic "ports" {
+        for_each = local.serving_ports
+        content {
+          port     = tostring(ports.value)
+          protocol = "TCP"
+        }
       }
     }
 

@@ -2,6 +2,9 @@
 # custom Open Inference Protocol (v2) runtime. KServe then owns the Deployment, Service and
 # autoscaler; the PodDisruptionBudget and NetworkPolicy (disruption.tf) still apply.
 # kubernetes_manifest reads the CRD schema at plan time, so KServe must be installed first.
+# gRPC: in RawDeployment the container declares a second port named "h2c" (local.kserve_ports), the
+# way KServe's custom predictors expose gRPC; KServe's predictor Service then carries it. Knative
+# (Serverless) accepts one port, so that mode is REST only. The probes stay on REST.
 
 resource "kubernetes_manifest" "inference_service" {
   count = local.kserve ? 1 : 0
@@ -43,7 +46,7 @@ resource "kubernetes_manifest" "inference_service" {
             name            = "kserve-container"
             image           = var.image
             imagePullPolicy = "IfNotPresent"
-            ports           = [{ containerPort = var.port, protocol = "TCP" }]
+            ports           = local.kserve_ports
             env             = [for key, value in local.environment : { name = key, value = value }]
             resources = {
               requests = local.container_resources
@@ -86,5 +89,12 @@ resource "kubernetes_manifest" "inference_service" {
   timeouts {
     create = "20m"
     update = "20m"
+  }
+
+  lifecycle {
+    precondition {
+      condition     = !local.grpc || local.grpc_port != var.port
+      error_message = "The grpc_port must differ from port (or be 0 to turn gRPC off)."
+    }
   }
 }

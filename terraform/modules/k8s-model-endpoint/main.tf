@@ -31,11 +31,30 @@ locals {
   # KServe labels the predictor pods with the InferenceService name; plain mode uses our selector.
   pod_selector_labels = local.kserve ? { "serving.kserve.io/inferenceservice" = var.model_name } : local.selector_labels
 
+  # The Open Inference Protocol over gRPC next to REST, on grpc_port (0: off). Knative, which runs
+  # KServe's Serverless mode, routes a single container port, so there the endpoint is REST only
+  # and the server is told so (KERNELSHIM_GRPC_PORT=0) rather than listening where nothing routes.
+  grpc_port = local.kserve && var.kserve_deployment_mode == "Serverless" ? 0 : var.grpc_port
+  grpc      = local.grpc_port > 0
+
   environment = merge(var.environment, {
     KERNELSHIM_MODEL_NAME    = var.model_name
     KERNELSHIM_MODEL_VERSION = var.model_version
     KERNELSHIM_PORT          = tostring(var.port)
+    KERNELSHIM_GRPC_PORT     = tostring(local.grpc_port)
   })
+
+  # The InferenceService's container ports, the way KServe reads them: the first is the HTTP port
+  # (the predictor Service's port 80); gRPC is a port named "h2c" (HTTP/2 cleartext), which
+  # RawDeployment publishes on the predictor Service under its own number. Every port is named:
+  # a Service with several ports needs names.
+  kserve_ports = concat(
+    [{ name = "http1", containerPort = var.port, protocol = "TCP" }],
+    local.grpc ? [{ name = "h2c", containerPort = local.grpc_port, protocol = "TCP" }] : [],
+  )
+
+  # What the NetworkPolicy admits callers to.
+  serving_ports = local.grpc ? [var.port, local.grpc_port] : [var.port]
 
   gpu_resources = var.gpu > 0 ? { "nvidia.com/gpu" = tostring(var.gpu) } : {}
 

@@ -18,6 +18,11 @@ output "service_url" {
   value       = local.kserve ? null : "http://${kubernetes_service_v1.endpoint[0].metadata[0].name}.${var.namespace}.svc.cluster.local"
 }
 
+output "grpc_target" {
+  description = "In-cluster gRPC target (host:port) of the Open Inference Protocol in deployment mode; null in kserve mode (KServe's predictor Service carries the h2c port) or when grpc_port is 0."
+  value       = local.kserve || !local.grpc ? null : "${kubernetes_service_v1.endpoint[0].metadata[0].name}.${var.namespace}.svc.cluster.local:${local.grpc_port}"
+}
+
 output "labels" {
   description = "Labels put on every object, including the required cost-center, managed-by and data-classification."
   value       = local.labels

@@ -34,6 +34,17 @@ variable "port" {
   }
 }
 
+variable "grpc_port" {
+  description = "Port the shim's gRPC endpoint (the Open Inference Protocol over gRPC, plus grpc.health.v1) listens on inside the container; 8081 is KServe's gRPC port. 0 turns gRPC off. Not served in KServe Serverless mode, whose Knative routes one port (REST)."
+  type        = number
+  default     = 8081
+
+  validation {
+    condition     = var.grpc_port == 0 || (var.grpc_port >= 1024 && var.grpc_port <= 65535 && floor(var.grpc_port) == var.grpc_port)
+    error_message = "The grpc_port must be 0 (gRPC off) or an unprivileged port (1024-65535): the container runs as non-root."
+  }
+}
+
 variable "min_replicas" {
   description = "Fewest replicas the autoscaler keeps."
   type        = number
