@@ -71,6 +71,10 @@ CODES: dict[str, str] = {
 }
 
 
+#: Longest text of each field of a finding.
+_LIMITS = {"file": 1024, "path": 256, "message": 800, "expected": 600, "fix": 600}
+
+
 @dataclass(frozen=True)
 class Finding:
     """One problem found in a kernel."""
@@ -85,6 +89,12 @@ class Finding:
     def __post_init__(self) -> None:
         if self.code not in CODES:
             raise ValueError(f"unregistered finding code {self.code!r}")
+        # Findings echo kernel values (a requirement line, a schema error's instance); none is shown
+        # at length, whatever check made it.
+        for name, limit in _LIMITS.items():
+            value = getattr(self, name)
+            if len(value) > limit:
+                object.__setattr__(self, name, value[: limit - 30] + f"... ({len(value):,} characters)")
 
     @property
     def title(self) -> str:

@@ -72,9 +72,3 @@ def is_regular_file(path: Path | str) -> bool:
         return stat.S_ISREG(os.lstat(path).st_mode)
     except OSError:
         return False
-
-
-def shown(value: object, limit: int = 80) -> str:
-    """``repr(value)`` cut to ``limit`` characters: findings echo kernel values, never at length."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 5] + "...'" + f" ({len(text):,} chars)"

@@ -83,6 +83,15 @@ def read_metadata(root: Path) -> tuple[dict[str, Any] | None, list[Finding]]:
     return metadata, _semantic_findings(file, metadata)
 
 
+def read_metadata_leniently(root: Path) -> Any:
+    """The metadata as far as it parses (strict JSON, no schema), or None: the artifact gate still
+    needs model_file, framework and handler when the metadata breaks the contract."""
+    try:
+        return loads_strict(read_regular(Path(root) / METADATA_FILE, MAX_METADATA_BYTES))
+    except (KernelFileError, StrictJSONError):
+        return None
+
+
 def _placeholder_findings(file: str, value: Any, path: str = "$") -> list[Finding]:
     if isinstance(value, str) and PLACEHOLDER in value:
         return [Finding(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shim.contract.handler_check import check_handler
-from shim.contract.kernel import read_metadata
+from shim.contract.kernel import read_metadata, read_metadata_leniently
 from shim.contract.model_check import check_model_file, compare_onnx_signature, load_onnx
 from shim.contract.results import ValidationReport
 from shim.findings import Finding
@@ -52,7 +52,7 @@ def validate_kernel(
     if not root.is_dir():
         return report
 
-    declaration = Declaration.from_metadata(metadata or _raw_metadata(root))
+    declaration = Declaration.from_metadata(metadata or read_metadata_leniently(root))
     gate = check_artifacts(root, policies.artifact, declaration)
     report.findings += gate.findings
     if (root / REQUIREMENTS_FILE).exists() and not gate.blocks(REQUIREMENTS_FILE):
@@ -81,17 +81,6 @@ def validate_kernel(
     report.findings += _run_model(kernel_dir=root, policies=policies, device=device,
                                   run_golden_samples=run_golden_samples, report=report)
     return report
-
-
-def _raw_metadata(root: Path) -> Any:
-    """The metadata as far as it parses, for the gate's roles when it breaks the schema."""
-    from shim.kernelfs import KernelFileError, read_regular
-    from shim.strict_json import StrictJSONError, loads_strict
-
-    try:
-        return loads_strict(read_regular(root / METADATA_FILE, 1 << 20))
-    except (KernelFileError, StrictJSONError):
-        return None
 
 
 def _run_model(kernel_dir: Path, policies: Policies, device: str, run_golden_samples: bool,

@@ -41,10 +41,10 @@ def _dependencies(root: Path, policies: Policies) -> tuple[list[Finding], int]:
 
 def _no_pickle(root: Path, policies: Policies) -> tuple[list[Finding], int]:
     """The artifact gate alone: layout, roles and content (pickles included)."""
-    from shim.contract.validator import _raw_metadata
+    from shim.contract.kernel import read_metadata_leniently
     from shim.policy.gate import Declaration, check_artifacts
 
-    declaration = Declaration.from_metadata(_raw_metadata(root))
+    declaration = Declaration.from_metadata(read_metadata_leniently(root))
     return check_artifacts(root, policies.artifact, declaration).findings, 0
 
 

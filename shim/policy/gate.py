@@ -30,7 +30,7 @@ from typing import Any
 from shim.findings import Finding
 from shim.kernelfs import KernelFileError, read_regular
 from shim.policy.inventory import DIRECTORY, FILE, LINK, Entry, Inventory, display_name, walk
-from shim.policy.restricted_pickle import first_global
+from shim.policy.restricted_pickle import classify_global, first_global
 from shim.policy.sniff import SNIFF_BYTES, describe_head, npy_holds_objects
 from shim.strict_json import StrictJSONError, loads_strict
 
@@ -184,14 +184,12 @@ class _Scan:
         roles: dict[str, str] = {}
         pending: list[Entry] = []
         samples = 0
+        parents = {e.relative.rsplit("/", 1)[0] for e in inventory.entries if "/" in e.relative}
         for entry in inventory.entries:
             if entry.kind == LINK:
                 self._link(entry)
             elif entry.kind == DIRECTORY:
-                inside = entry.relative + "/"
-                if entry.relative != SAMPLES_DIR and not any(
-                    e.relative.startswith(inside) for e in inventory.entries
-                ):
+                if entry.relative != SAMPLES_DIR and entry.relative not in parents:
                     self.refuse_entry(entry, "folder")  # an empty folder; a full one is named by its files
             elif entry.kind != FILE:
                 self.add(
@@ -425,7 +423,7 @@ class _Scan:
             offset = payload.find(b"\x80", 0, 4096) if payload.startswith(b"\x93NUMPY") else 0
             name = first_global(payload[max(offset, 0) :], max_bytes=DIAGNOSIS_BYTES)
             if name:
-                code = "KS403" if self.dangerous(name) else "KS404"
+                code = classify_global(name, self.dangerous)
                 self.add(
                     code,
                     relative,

@@ -39,12 +39,6 @@ def describe_head(head: bytes) -> str | None:
     return None
 
 
-def is_archive(head: bytes) -> bool:
-    """True when ``head`` starts a container that could hold further files."""
-    phrase = describe_head(head)
-    return phrase is not None and (phrase.endswith(" archive") or phrase.startswith("a numpy"))
-
-
 def npy_holds_objects(data: bytes) -> bool:
     """Whether a .npy header declares an object dtype (its payload is then a pickle)."""
     import io

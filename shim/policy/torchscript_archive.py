@@ -26,11 +26,18 @@ from typing import Any
 
 from shim.findings import Finding
 from shim.policy.inventory import display_name
-from shim.policy.restricted_pickle import PickleReport, first_global, inspect_pickle, rules_for
+from shim.policy.restricted_pickle import (
+    PickleReport,
+    classify_global,
+    first_global,
+    inspect_pickle,
+    rules_for,
+)
 from shim.policy.sniff import describe_head
 from shim.policy.zip_layout import LayoutError, check_zip_layout
 
 _READ_CHUNK = 8 * 1024 * 1024
+_SNIFF_STORAGE_BYTES = 1024 * 1024
 _SMALL_MEMBER_BYTES = 64
 #: Largest inflation of a compressed member; source text compresses ~5x, a bomb ~1000x.
 MAX_RATIO = 100
@@ -76,7 +83,7 @@ class _Archive:
     def pickle_findings(self, member: str, report: PickleReport) -> None:
         where = f"{self.display}!{display_name(member)}"
         if report.rejected:
-            code = "KS403" if self.dangerous(report.rejected) else "KS404"
+            code = classify_global(report.rejected, self.dangerous)
             self.findings.append(
                 Finding(
                     code,
@@ -225,7 +232,7 @@ def _diagnose_member(checker: _Archive, archive: zipfile.ZipFile, info: zipfile.
         data = handle.read(limit)
     name = first_global(data, max_bytes=limit)
     if name:
-        code = "KS403" if checker.dangerous(name) else "KS404"
+        code = classify_global(name, checker.dangerous)
         checker.findings.append(
             Finding(
                 code,
@@ -340,19 +347,13 @@ def _check_storage(checker: _Archive, archive: zipfile.ZipFile, info: zipfile.Zi
         )
         return
     with archive.open(info) as handle:
-        head = handle.read(512)
+        head = handle.read(_SNIFF_STORAGE_BYTES)  # enough for a smuggled pickle's global
         while handle.read(_READ_CHUNK):
             pass
-    kind = describe_head(head)
+    kind = describe_head(head[:512])
     if kind is None and head[:1] == b"\x80":
-        global_name = first_global(head + _rest(archive, info), max_pickles=1)
+        global_name = first_global(head, max_pickles=1)
         kind = f"a pickle importing {global_name}" if global_name else None
     if kind:
         checker.layout(f"storage is really {kind}", info.filename)
 
-
-def _rest(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    """The storage after its first 512 bytes, up to 1 MiB: enough for a smuggled pickle's global."""
-    with archive.open(info) as handle:
-        handle.read(512)
-        return handle.read(1024 * 1024)

@@ -335,3 +335,17 @@ def test_archive_member_names_are_escaped_in_findings(tmp_path: Path) -> None:
     assert {"KS408", "KS403"} <= {f.code for f in report.findings}
     assert all(f.file.isprintable() for f in report.findings)
     assert "\n::error::forged" not in RENDERERS["github"]([report])
+
+
+def test_echoed_values_are_truncated(tmp_path: Path) -> None:
+    """A requirement line or schema value of any length is shown shortened in the finding."""
+    kernel = tmp_path / "kernel"
+    shutil.copytree(IRIS, kernel)
+    (kernel / "requirements.txt").write_text("x" * 50_000 + "==1.0\n")
+    metadata = json.loads((kernel / "model_metadata.json").read_text())
+    metadata["cost_center"] = "y" * 60_000
+    (kernel / "model_metadata.json").write_text(json.dumps(metadata))
+    report = validate_kernel(kernel, run_golden_samples=False)
+    assert not report.ok
+    assert all(len(f.message) <= 800 and len(f.expected) <= 600 for f in report.findings)
+    assert any("characters)" in f.message for f in report.findings)
