@@ -26,6 +26,8 @@ CODES: dict[str, str] = {
     "KS103": "model fails to load",
     "KS104": "framework runtime not installed",
     "KS105": "model references external data outside the kernel",
+    "KS110": "torch.export program has a signature the v2 protocol cannot serve",
+    "KS111": "dynamic dimension's exported range excludes sizes the contract allows",
     # declared tensors against the graph
     "KS201": "declared tensor not in the model",
     "KS202": "model tensor not declared in the contract",

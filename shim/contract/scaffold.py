@@ -18,7 +18,11 @@ from shim.spec.datatypes import DATATYPES, from_onnx, from_torch, onnx_type_name
 from shim.spec.kernel import TensorSpec, kernel_from_metadata
 from shim.spec.layout import PLACEHOLDER
 
-MODEL_FILES = {".onnx": ("onnx", "model.onnx"), ".pt": ("torchscript", "model.pt")}
+MODEL_FILES = {
+    ".onnx": ("onnx", "model.onnx"),
+    ".pt2": ("torch_export", "model.pt2"),
+    ".pt": ("torchscript", "model.pt"),
+}
 
 
 class ScaffoldError(Exception):
@@ -152,7 +156,9 @@ def scaffold_kernel(
     """Create ``destination`` as a kernel for ``model``. ``fields`` fill or override metadata."""
     suffix = model.suffix.lower()
     if suffix not in MODEL_FILES:
-        raise ScaffoldError(f"{model}: unknown model type {suffix!r}; use an .onnx or TorchScript .pt file")
+        raise ScaffoldError(
+            f"{model}: unknown model type {suffix!r}; use .onnx, torch.export .pt2 or TorchScript .pt"
+        )
     if not model.is_file():
         raise ScaffoldError(f"{model}: no such file")
     framework, model_file = MODEL_FILES[suffix]
@@ -161,6 +167,10 @@ def scaffold_kernel(
         if inputs:
             raise ScaffoldError("--input is only for TorchScript; ONNX inputs are read from the graph")
         inputs = declared_inputs
+    elif framework == "torch_export":
+        from shim.contract.scaffold_torch_export import torch_export_signature
+
+        inputs, outputs = torch_export_signature(model, inputs)
     else:
         if not inputs:
             raise ScaffoldError(

@@ -76,6 +76,11 @@ def validate_kernel(
         if model is not None:
             report.findings += compare_onnx_signature(kernel, model)
         del model
+    elif kernel.framework == "torch_export":
+        from shim.contract.torch_export_signature import check_torch_export_signature
+
+        depth = int(policies.artifact["role_limits"]["json_depth"])
+        report.findings += check_torch_export_signature(kernel, depth)
     if not load_model or report.findings:
         return report  # nothing from a kernel with any finding is loaded or run
     report.findings += _run_model(kernel_dir=root, policies=policies, device=device,

@@ -16,6 +16,7 @@ from shim.kernelfs import KernelFileError, open_regular
 from shim.policy.inventory import Entry
 from shim.policy.onnx_file import MAX_PADDING, external_data, uncovered
 from shim.policy.sniff import SNIFF_BYTES, describe_head
+from shim.policy.torch_export_archive import check_torch_export_archive
 from shim.policy.torchscript_archive import check_torchscript_archive
 
 if TYPE_CHECKING:
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
 
 _ZIP = b"PK\x03\x04"
 _REEXPORT = (
-    "re-export the model (torch.onnx.export, skl2onnx, onnx.save, or torch.jit.save) from trusted code"
+    "re-export the model (torch.onnx.export, skl2onnx, onnx.save, torch.export.save or torch.jit.save) "
+    "from trusted code"
 )
 
 
@@ -44,23 +46,21 @@ def check_model_content(scan: _Scan, relative: str) -> tuple[list[Finding], dict
     if head is None:
         return [], {}
     display = scan.display(relative)
-    framework = scan.declaration.framework or ("torchscript" if head.startswith(_ZIP) else "onnx")
-    if framework == "torchscript":
+    framework = scan.declaration.framework or _framework_of(relative, head)
+    if framework in _ARCHIVES:
+        expected, writer, check = _ARCHIVES[framework]
         if not head.startswith(_ZIP):
-            expected = "a TorchScript archive (torch.jit.save)"
             return _not_the_model(scan, relative, head, expected) or [
                 Finding(
                     "KS408",
                     display,
                     "",
-                    "does not start with a zip member, as torch.jit.save archives do",
+                    f"does not start with a zip member, as {writer} archives do",
                     expected=expected,
                     fix=_REEXPORT,
                 )
             ], {}
-        return check_torchscript_archive(
-            str(scan.root / relative), display, scan.policy, scan.dangerous, scan.progress
-        ), {}
+        return check(str(scan.root / relative), display, scan.policy, scan.dangerous, scan.progress), {}
     if framework != "onnx":
         return [], {}  # an unknown framework is a schema finding; nothing loads this file
     expected = "an ONNX model (a protobuf ModelProto)"
@@ -81,6 +81,23 @@ def check_model_content(scan: _Scan, relative: str) -> tuple[list[Finding], dict
             ),
         )
     return findings, external
+
+
+#: zip-based frameworks: what the model must be, who writes it, and the check proving its layout
+_ARCHIVES = {
+    "torchscript": ("a TorchScript archive (torch.jit.save)", "torch.jit.save", check_torchscript_archive),
+    "torch_export": (
+        "a torch.export archive (torch.export.save)", "torch.export.save", check_torch_export_archive
+    ),
+}
+
+
+def _framework_of(relative: str, head: bytes) -> str:
+    """With unreadable metadata the file itself chooses: a zip is a torch archive (torch.export
+    when named .pt2), anything else is checked as ONNX, so a hostile model is still examined."""
+    if not head.startswith(_ZIP):
+        return "onnx"
+    return "torch_export" if relative.endswith(".pt2") else "torchscript"
 
 
 def _not_the_model(scan: _Scan, relative: str, head: bytes, expected: str) -> list[Finding]:

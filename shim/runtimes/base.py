@@ -67,6 +67,10 @@ def load_runtime(kernel: Kernel, device: str = "auto", threads: int | None = Non
         from shim.runtimes.onnx_runtime import OnnxRuntime
 
         return OnnxRuntime(kernel, request, threads)
+    if kernel.framework == "torch_export":
+        from shim.runtimes.torch_export_runtime import TorchExportRuntime
+
+        return TorchExportRuntime(kernel, request, threads)
     if kernel.framework == "torchscript":
         from shim.runtimes.torchscript_runtime import TorchScriptRuntime
 

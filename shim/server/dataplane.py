@@ -33,7 +33,7 @@ from shim.spec.kernel import Kernel
 
 log = logging.getLogger("shim.server")
 
-PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch"}
+PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch", "torch_export": "pytorch_export"}
 EXTENSIONS = ["binary_tensor_data", "health", "metrics", "model_configuration", "statistics"]
 
 

@@ -78,6 +78,22 @@ def from_torch(dtype: object) -> DataType | None:
     return _BY_TORCH.get(str(dtype).removeprefix("torch."))
 
 
+#: torch._export.serde.schema.ScalarType (the "dtype" numbers of a torch.export program's JSON) ->
+#: torch dtype name; the serialised schema is versioned by torch, so this table is stable per schema.
+EXPORT_SCALAR_TYPES: dict[int, str] = {
+    1: "uint8", 2: "int8", 3: "int16", 4: "int32", 5: "int64", 6: "float16", 7: "float32", 8: "float64",
+    9: "complex32", 10: "complex64", 11: "complex128", 12: "bool", 13: "bfloat16", 28: "uint16",
+    29: "float8_e4m3fn", 30: "float8_e5m2", 31: "float8_e4m3fnuz", 32: "float8_e5m2fnuz",
+    33: "float8_e8m0fnu", 34: "uint32", 35: "uint64",
+}
+
+
+def from_export_scalar_type(code: object) -> tuple[DataType | None, str]:
+    """The v2 datatype of a torch.export JSON dtype number, and torch's own name for the message."""
+    name = EXPORT_SCALAR_TYPES.get(code) if type(code) is int else None
+    return (_BY_TORCH.get(name) if name else None), (name or f"unknown dtype {str(code)[:20]}")
+
+
 def from_numpy(dtype: np.dtype) -> DataType | None:
     dtype = np.dtype(dtype)
     if dtype.kind in "OSU":

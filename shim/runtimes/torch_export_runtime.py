@@ -1,0 +1,146 @@
+"""torch.export programs (``model.pt2``, ``torch.export.save``) served through ``ExportedProgram.module()``.
+
+``torch.export.load`` deserialises the graph JSON the artifact gate proved and rebuilds the
+weights from raw bytes; its sample inputs are a restricted-pickle-proven ``torch.save`` archive.
+Calls are positional in ``forward()`` order (an exported module does not take keyword arguments
+it was not exported with), so the contract's named inputs are reordered here once.
+
+Compilation is opt-in (``KERNELSHIM_TORCH_COMPILE`` = ``off`` | ``default`` | ``max-autotune``,
+see docs/benchmarks.md "torch.export (issue 13)"): ``torch.compile`` of the module costs seconds
+of start-up and one recompile per new dynamic shape pattern, and on CPU it paid off only for
+compute-bound models at larger batches.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from shim.runtimes.base import OutOfMemory, Runtime, RuntimeLoadError
+from shim.runtimes.device import DeviceRequest, choose_torch_device
+from shim.spec.kernel import Kernel
+
+COMPILE_ENV = "KERNELSHIM_TORCH_COMPILE"
+COMPILE_MODES = ("off", "default", "max-autotune")
+TORCH_MISSING = (
+    "framework 'torch_export' needs PyTorch, which is not installed; "
+    "install it with: pip install 'kernelshim[torch]'"
+)
+
+
+def import_torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise RuntimeLoadError(TORCH_MISSING) from None
+    return torch
+
+
+def compile_mode(value: str | None = None) -> str:
+    """The compile mode from ``value`` or the environment; an unknown value is a load error."""
+    mode = (value if value is not None else os.environ.get(COMPILE_ENV, "off")).strip().lower() or "off"
+    if mode not in COMPILE_MODES:
+        raise RuntimeLoadError(f"{COMPILE_ENV}={mode[:40]!r} is not one of {', '.join(COMPILE_MODES)}")
+    return mode
+
+
+def load_exported_program(torch: Any, path: str) -> Any:
+    """``torch.export.load`` with torch's own chatter (deprecation and version warnings) kept out of
+    shim's output: the gate and the contract check report what matters about the file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.export.load(path)
+
+
+def forward_arg_names(program: Any) -> list[str]:
+    """forward()'s argument names in call order (the user inputs of the graph signature)."""
+    try:
+        names = list(program.module_call_graph[0].signature.forward_arg_names)
+    except (AttributeError, IndexError, TypeError):
+        names = []
+    user_inputs = list(program.graph_signature.user_inputs)
+    return names if len(names) == len(user_inputs) else [str(n) for n in user_inputs]
+
+
+class TorchExportRuntime(Runtime):
+    framework = "torch_export"
+
+    def __init__(
+        self, kernel: Kernel, request: DeviceRequest, threads: int, compile: str | None = None
+    ) -> None:
+        super().__init__(kernel)
+        torch = self._torch = import_torch()
+        self.device = choose_torch_device(request, torch.cuda.is_available(), torch.cuda.device_count())
+        self.threads = threads
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        self._torch_device = torch.device(self.device.label)
+        self.compile_mode = compile_mode(compile)
+        try:
+            self.program = load_exported_program(torch, str(kernel.model_path))
+            module = self.program.module()
+            if self.device.kind != "cpu":
+                module = module.to(self._torch_device)
+        except Exception as exc:
+            raise RuntimeLoadError(
+                f"torch.export.load could not load {kernel.model_path}: {str(exc)[:300]}"
+            ) from None
+        self.call_order = forward_arg_names(self.program)
+        declared = {t.name for t in kernel.inputs}
+        if set(self.call_order) != declared:
+            raise RuntimeLoadError(
+                f"forward() takes {', '.join(self.call_order)}; "
+                f"the contract declares {', '.join(sorted(declared))}"
+            )
+        self.module = module
+        if self.compile_mode != "off":
+            options = {"dynamic": True} | (
+                {"mode": "max-autotune"} if self.compile_mode == "max-autotune" else {}
+            )
+            self.module = torch.compile(module, **options)
+
+    def describe(self) -> dict[str, Any]:
+        return super().describe() | {"torch_compile": self.compile_mode}
+
+    def _to_tensor(self, array: np.ndarray) -> Any:
+        if not array.flags.writeable or not array.flags.c_contiguous:
+            array = np.array(array, copy=True, order="C")
+        return self._torch.from_numpy(array).to(self._torch_device, non_blocking=True)
+
+    def _outputs_by_name(self, result: Any) -> dict[str, Any]:
+        if isinstance(result, dict):
+            missing = [n for n in self.output_names if n not in result]
+            if missing:
+                raise ValueError(f"the model returned keys {sorted(result)}; the contract declares {missing}")
+            return {name: result[name] for name in self.output_names}
+        values = list(result) if isinstance(result, (tuple, list)) else [result]
+        if len(values) != len(self.output_names):
+            raise ValueError(
+                f"the model returned {len(values)} output(s); the contract declares {len(self.output_names)}"
+            )
+        return dict(zip(self.output_names, values, strict=True))
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self._torch
+        try:
+            with torch.inference_mode(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = self.module(*(self._to_tensor(inputs[name]) for name in self.call_order))
+        except torch.cuda.OutOfMemoryError as exc:
+            torch.cuda.empty_cache()
+            raise OutOfMemory(str(exc)) from None
+        return {name: value.detach().cpu().numpy() for name, value in self._outputs_by_name(result).items()}
+
+    def memory_stats(self) -> dict[str, float]:
+        if self.device.kind != "cuda":
+            return {}
+        torch = self._torch
+        index = self.device.index or 0
+        return {
+            "allocated": float(torch.cuda.memory_allocated(index)),
+            "reserved": float(torch.cuda.memory_reserved(index)),
+        }
