@@ -89,6 +89,57 @@ def build_torchscript_mlp(out: Path, work: Path) -> None:
     (kernel / "requirements.txt").write_text("# lightweight, exactly pinned extras only\nsix==1.16.0\n")
 
 
+def build_torch_export_digits(out: Path, work: Path) -> None:
+    """A small CNN over 8x8 grey images exported with torch.export and a dynamic batch (1-64)."""
+    import torch
+
+    class DigitsCNN(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = torch.nn.Sequential(
+                torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+            )
+            self.head = torch.nn.Linear(16, 10)
+
+        def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+            logits = self.head(self.features(image).flatten(1))
+            return {"probabilities": torch.softmax(logits, dim=1), "label": logits.argmax(dim=1)}
+
+    from sklearn.datasets import load_digits
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)  # one thread: the same float sums, so the same weights, on any machine
+    x, y = load_digits(return_X_y=True)
+    images = torch.tensor(x / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
+    labels = torch.tensor(y)
+    network = DigitsCNN()
+    optimizer = torch.optim.Adam(network.parameters(), lr=0.01)
+    for _epoch in range(15):
+        for start in range(0, len(images), 128):
+            optimizer.zero_grad()
+            rows = slice(start, start + 128)
+            log_probabilities = network(images[rows])["probabilities"].clamp_min(1e-7).log()
+            loss = torch.nn.functional.nll_loss(log_probabilities, labels[rows])
+            loss.backward()
+            optimizer.step()
+    batch = torch.export.Dim("batch", min=1, max=64)
+    program = torch.export.export(network.eval(), (images[:2],), dynamic_shapes={"image": {0: batch}})
+    for node in program.graph.nodes:  # build-machine paths would make the archive irreproducible
+        node.meta.pop("stack_trace", None)
+    model = work / "model.pt2"  # torch names the archive's top folder after the file
+    torch.export.save(program, str(model))
+    kernel = scaffold_kernel("torch-export-digits", model, out / "torch-export-digits", max_batch_size=32)
+    _finish(
+        kernel,
+        description="Small CNN classifying 8x8 grey digit images (pixels scaled to 0-1) into 0-9; "
+        "exported with torch.export, dynamic batch 1-64.",
+        training_dataset="https://archive.ics.uci.edu/dataset/80/optical+recognition+of+handwritten+digits",
+        resources={"cpu": "1", "memory": "1Gi", "gpu": 0},
+        batching={"max_batch_size": 32, "max_queue_delay_us": 500},
+    )
+
+
 def build_two_input_ranker(out: Path, work: Path) -> None:
     rng = np.random.default_rng(7)
     table = rng.standard_normal((10, 4)).astype(np.float32)
@@ -134,7 +185,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for builder, name in ((build_iris, "iris-classifier"), (build_torchscript_mlp, "torchscript-mlp"),
-                              (build_two_input_ranker, "two-input-ranker")):
+                              (build_two_input_ranker, "two-input-ranker"),
+                              (build_torch_export_digits, "torch-export-digits")):
             shutil.rmtree(args.out / name, ignore_errors=True)
             builder(args.out, Path(tmp))
             print(f"built {args.out / name}")

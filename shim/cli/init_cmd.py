@@ -12,12 +12,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "init",
         help="scaffold a kernel directory from a model file",
-        description="Create a kernel: metadata from the model's graph (ONNX) or --input (TorchScript), "
+        description="Create a kernel: metadata from the model's graph (ONNX, torch.export .pt2) or --input "
+        "(TorchScript), "
         "a golden sample made by running the model, and FILL_ME placeholders that fail validation "
         "until filled.",
     )
     parser.add_argument("name", help="model name (DNS-1123 label, e.g. iris-classifier)")
-    parser.add_argument("--model", required=True, type=Path, help="model.onnx or a TorchScript .pt file")
+    parser.add_argument("--model", required=True, type=Path,
+                        help="model.onnx, a torch.export .pt2 or a TorchScript .pt (legacy) file")
     parser.add_argument("--input", action="append", default=[], metavar="NAME:DTYPE:SHAPE",
                         help="TorchScript input, e.g. x:FP32:-1x8 (repeat per input)")
     parser.add_argument("--dir", type=Path, help="kernel directory to create (default: ./NAME)")

@@ -118,10 +118,10 @@ def golden_sample(inputs: list[TensorSpec], outputs: list[TensorSpec], arrays: d
 
 
 def _torchscript_outputs(model_path: Path, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from shim.runtimes.torchscript_runtime import import_torch
+    from shim.runtimes.torchscript_runtime import import_torch, load_torchscript
 
     torch = import_torch()
-    module = torch.jit.load(str(model_path), map_location="cpu")
+    module = load_torchscript(torch, str(model_path), "cpu")
     specs = [TensorSpec.from_contract(t) for t in inputs]
     arrays = example_inputs(specs, batch=1)
     with torch.inference_mode():

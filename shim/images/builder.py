@@ -312,9 +312,10 @@ def check_runtime_image(
             f"{runtime_image} is a level-{level} image; --runtime-image must be a Level-1 runtime "
             "(built by `shim image build-base --level 1`)"
         )
-    if kernel.framework == "torchscript" and labels.get(TORCH_LABEL) == "0":
+    if kernel.framework in ("torchscript", "torch_export") and labels.get(TORCH_LABEL) == "0":
         raise RuntimeMismatch(
-            f"kernel {kernel.name} is TorchScript, but runtime {runtime_image} was built without torch; "
+            f"kernel {kernel.name} is {kernel.framework}, but runtime {runtime_image} was built without "
+            "torch; "
             "use a runtime built with torch (`shim image build-base --level 1 --torch`)"
         )
 

@@ -1,7 +1,13 @@
-"""TorchScript models (``torch.jit.save`` archives) through torch.jit.load."""
+"""TorchScript models (``torch.jit.save`` archives) through torch.jit.load: the legacy path.
+
+torch 2.13 deprecates TorchScript ("`torch.jit.load` is deprecated. Please switch to
+`torch.export`"); kernels keep working, and that warning is kept out of shim's output
+(``load_torchscript``): the README says once that torch.export is the path forward.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +31,15 @@ def import_torch() -> Any:
     return torch
 
 
+def load_torchscript(torch: Any, path: str, map_location: Any) -> Any:
+    """``torch.jit.load`` without torch's deprecation warnings leaking into shim's output."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated.*")
+        return torch.jit.load(path, map_location=map_location)
+
+
 class TorchScriptRuntime(Runtime):
     framework = "torchscript"
 
@@ -37,7 +52,7 @@ class TorchScriptRuntime(Runtime):
             torch.set_num_threads(threads)
         self._torch_device = torch.device(self.device.label)
         try:
-            self.module = torch.jit.load(str(kernel.model_path), map_location=self._torch_device)
+            self.module = load_torchscript(torch, str(kernel.model_path), self._torch_device)
         except Exception as exc:
             raise RuntimeLoadError(f"torch.jit.load could not load {kernel.model_path}: {exc}") from None
         self.module.eval()

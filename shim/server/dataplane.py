@@ -33,7 +33,11 @@ from shim.spec.kernel import Kernel
 
 log = logging.getLogger("shim.server")
 
-PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch", "torch_export": "pytorch_export"}
+PLATFORMS = {
+    "onnx": "onnxruntime_onnx",
+    "torchscript": "pytorch_libtorch",
+    "torch_export": "pytorch_torch_export",
+}
 EXTENSIONS = ["binary_tensor_data", "health", "metrics", "model_configuration", "statistics"]
 
 
