@@ -1,0 +1,240 @@
+"""torch.export kernels (framework ``torch_export``, ``model.pt2``) through the real validator.
+
+The example validates clean; each way a contract can disagree with the exported program (input
+name, datatype, a static dimension, a dynamic dimension declared static, a static one declared
+dynamic, an output's datatype, an output count, a batch size beyond the exported range) is a
+specific finding at the contract field; ``shim init`` on freshly exported programs needs no
+``--input`` and yields kernels that validate once the FILL_ME fields are filled; torch's
+deprecation warnings never reach shim's output.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLE_KERNELS, edit_json, read_json
+
+torch = pytest.importorskip("torch")
+
+from shim.contract.torch_export_signature import load_signature  # noqa: E402
+from shim.contract.validator import validate_kernel  # noqa: E402
+from shim.spec.kernel import kernel_from_metadata  # noqa: E402
+
+EXAMPLE = EXAMPLE_KERNELS / "torch-export-digits"
+META = "model_metadata.json"
+PERSON_FIELDS = {
+    "description": "An exported test model.",
+    "created_by": "data-science@example.com",
+    "training_dataset": "s3://datasets/tiny/v1/",
+    "cost_center": "cc-ml-4711",
+}
+
+
+def _copy(tmp_path: Path) -> Path:
+    kernel = tmp_path / "kernel"
+    shutil.copytree(EXAMPLE, kernel)
+    return kernel
+
+
+def _findings(kernel: Path) -> list[tuple[str, str]]:
+    return [(f.code, f.path) for f in validate_kernel(kernel).findings]
+
+
+def test_example_validates_clean() -> None:
+    report = validate_kernel(EXAMPLE)
+    assert report.ok, "\n".join(f.render() for f in report.findings)
+    assert report.samples_run >= 1
+
+
+def test_signature_is_read_from_the_program_json() -> None:
+    metadata = read_json(EXAMPLE / META)
+    signature = load_signature(kernel_from_metadata(EXAMPLE, metadata))
+    assert [(t.name, t.datatype.name, t.dims) for t in signature.inputs] == [
+        ("image", "FP32", (None, 1, 8, 8))
+    ]
+    assert signature.inputs[0].ranges[0] == (1, 64)
+    assert signature.named_outputs
+    assert [(t.name, t.datatype.name, t.dims) for t in signature.outputs] == [
+        ("probabilities", "FP32", (None, 10)),
+        ("label", "INT64", (None,)),
+    ]
+
+
+MISMATCHES: dict[str, tuple[Callable[[dict], object], str, str]] = {
+    "input-name": (lambda m: m["inputs"][0].__setitem__("name", "pixels"), "KS201", "$.inputs[0].name"),
+    "input-dtype": (
+        lambda m: m["inputs"][0].__setitem__("datatype", "FP64"),
+        "KS203",
+        "$.inputs[0].datatype",
+    ),
+    "static-dim": (
+        lambda m: m["inputs"][0].__setitem__("shape", [-1, 1, 8, 9]),
+        "KS205",
+        "$.inputs[0].shape[3]",
+    ),
+    "dynamic-dim-declared-static": (
+        lambda m: (m["inputs"][0].__setitem__("shape", [4, 1, 8, 8]), m.pop("batching")),
+        "KS206",
+        "$.inputs[0].shape[0]",
+    ),
+    "static-dim-declared-dynamic": (
+        lambda m: m["inputs"][0].__setitem__("shape", [-1, -1, 8, 8]),
+        "KS207",
+        "$.inputs[0].shape[1]",
+    ),
+    "rank": (lambda m: m["inputs"][0].__setitem__("shape", [-1, 64]), "KS204", "$.inputs[0].shape"),
+    "output-dtype": (
+        lambda m: m["outputs"][1].__setitem__("datatype", "INT32"),
+        "KS203",
+        "$.outputs[1].datatype",
+    ),
+    "output-name": (lambda m: m["outputs"][1].__setitem__("name", "class"), "KS201", "$.outputs[1].name"),
+    "batch-beyond-exported-range": (
+        lambda m: m["batching"].__setitem__("max_batch_size", 128),
+        "KS111",
+        "$.inputs[0].shape[0]",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISMATCHES))
+def test_contract_mismatch_is_a_finding(case: str, tmp_path: Path) -> None:
+    change, code, path = MISMATCHES[case]
+    kernel = _copy(tmp_path)
+    edit_json(kernel / META, change)
+    report = validate_kernel(kernel)
+    assert (code, path) in [(f.code, f.path) for f in report.findings], [f.render() for f in report.findings]
+    assert report.samples_run == 0  # a contract that disagrees with the program never runs it
+
+
+class TwoInputs(torch.nn.Module):
+    """Tuple outputs (positional, named by the contract), an INT64 input, a static and a dynamic dim."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = torch.nn.Embedding(10, 4)
+        self.linear = torch.nn.Linear(4, 3)
+
+    def forward(self, features: torch.Tensor, category: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        combined = features + self.embedding(category)
+        return self.linear(combined), combined.sum(dim=1)
+
+
+class Conv(torch.nn.Module):
+    """A single tensor output and two dynamic dimensions (batch and sequence length)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv1d(3, 5, 3, padding=1)
+        self.register_buffer("scale", torch.tensor([2.0]))
+
+    def forward(self, signal: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.conv(signal)) * self.scale
+
+
+def _export_two_inputs(path: Path) -> None:
+    torch.manual_seed(1)
+    batch = torch.export.Dim("batch", min=1, max=256)
+    program = torch.export.export(
+        TwoInputs().eval(),
+        (torch.randn(3, 4), torch.tensor([1, 2, 3])),
+        dynamic_shapes={"features": {0: batch}, "category": {0: batch}},
+    )
+    torch.export.save(program, str(path))
+
+
+def _export_conv(path: Path) -> None:
+    torch.manual_seed(2)
+    program = torch.export.export(
+        Conv().eval(),
+        (torch.randn(2, 3, 16),),
+        dynamic_shapes={
+            "signal": {0: torch.export.Dim("batch", max=128), 2: torch.export.Dim("length", max=512)}
+        },
+    )
+    torch.export.save(program, str(path))
+
+
+@pytest.mark.parametrize(
+    ("exporter", "inputs", "outputs"),
+    [
+        (
+            _export_two_inputs,
+            [
+                {"name": "features", "datatype": "FP32", "shape": [-1, 4]},
+                {"name": "category", "datatype": "INT64", "shape": [-1]},
+            ],
+            [
+                {"name": "output_0", "datatype": "FP32", "shape": [-1, 3]},
+                {"name": "output_1", "datatype": "FP32", "shape": [-1]},
+            ],
+        ),
+        (
+            _export_conv,
+            [{"name": "signal", "datatype": "FP32", "shape": [-1, 3, -1]}],
+            [{"name": "output", "datatype": "FP32", "shape": [-1, 5, -1]}],
+        ),
+    ],
+    ids=["two-inputs-tuple-outputs", "conv-two-dynamic-dims"],
+)
+def test_init_reads_the_signature_and_the_kernel_validates(
+    run_shim, tmp_path: Path, exporter, inputs: list, outputs: list
+) -> None:
+    model = tmp_path / "exported.pt2"
+    exporter(model)
+    kernel = tmp_path / "kernel"
+    created = run_shim("init", "exported", "--model", model, "--dir", kernel, "--max-batch-size", "16")
+    assert created.returncode == 0, created.output
+    metadata = read_json(kernel / META)
+    assert metadata["framework"] == "torch_export" and metadata["model_file"] == "model.pt2"
+    assert metadata["inputs"] == inputs
+    assert metadata["outputs"] == outputs
+
+    unfilled = run_shim("validate", kernel)
+    assert unfilled.returncode == 1
+    assert {line.split(": ")[1].split()[0] for line in unfilled.stdout.splitlines() if ": KS" in line} == {
+        "KS007"
+    }
+
+    edit_json(kernel / META, lambda m: m.update(PERSON_FIELDS))
+    filled = run_shim("validate", kernel)
+    assert filled.returncode == 0, filled.output
+    assert "1 golden sample(s) matched" in filled.stdout
+    assert "deprecated" not in filled.output.lower() and "warning" not in filled.output.lower()
+
+
+def test_init_refuses_input_options_for_pt2(run_shim, tmp_path: Path) -> None:
+    model = tmp_path / "exported.pt2"
+    _export_conv(model)
+    result = run_shim("init", "exported", "--model", model, "--dir", tmp_path / "k", "--input", "x:FP32:-1x3")
+    assert result.returncode != 0
+    assert "read from the exported program" in result.output
+
+
+def test_positional_outputs_count_mismatch(tmp_path: Path, run_shim) -> None:
+    model = tmp_path / "exported.pt2"
+    _export_two_inputs(model)
+    kernel = tmp_path / "kernel"
+    assert run_shim("init", "exported", "--model", model, "--dir", kernel).returncode == 0
+    edit_json(kernel / META, lambda m: (m.update(PERSON_FIELDS), m["outputs"].pop()))
+    assert ("KS202", "$.outputs") in _findings(kernel)
+
+
+@pytest.mark.parametrize("kernel", ["torchscript-mlp", "torch-export-digits"])
+def test_no_torch_warning_reaches_shim_output(run_shim, shim_env: dict, tmp_path: Path, kernel: str) -> None:
+    """TorchScript is the legacy path: it still works, and torch's own deprecation notice
+    ("torch.jit.load is deprecated") is not shim's output, even with every warning switched on.
+    ``shim init`` loads the model in-process, so it is where a warning would surface."""
+    env = {**shim_env, "PYTHONWARNINGS": "always"}
+    source = EXAMPLE_KERNELS / kernel
+    model = next(p for p in source.iterdir() if p.suffix in (".pt", ".pt2"))
+    extra = ["--input", "x:FP32:-1x8"] if model.suffix == ".pt" else []
+    created = run_shim("init", "again", "--model", model, "--dir", tmp_path / "k", *extra, env=env)
+    assert created.returncode == 0, created.output
+    validated = run_shim("validate", source, env=env)
+    assert validated.returncode == 0, validated.output
+    for output in (created.output, validated.output):
+        assert "deprecated" not in output.lower() and "warning" not in output.lower(), output
