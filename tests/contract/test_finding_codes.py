@@ -35,6 +35,7 @@ from shim.findings import CODES, Finding
 from shim.policy.loader import load_policies
 
 IRIS, MLP, RANKER = "iris-classifier", "torchscript-mlp", "two-input-ranker"
+DIGITS = "torch-export-digits"
 #: Produced by the Terraform plan gate, not by kernels; tests/iac covers them (see the last test).
 PLAN_GATE_CODES = {code for code in CODES if code.startswith("KS6")}
 META, REQ, SAMPLE = "model_metadata.json", "requirements.txt", "samples/example.json"
@@ -155,6 +156,22 @@ def corrupt_archive_member(kernel: Path, _scratch: Path) -> None:
     model.write_bytes(bytes(raw))
 
 
+def non_tensor_input_in_program(kernel: Path, _scratch: Path) -> None:
+    """The program JSON declares a user input that is a SymInt, not a tensor (still strict JSON in
+    torch's layout, so the gate passes it and the signature check must say why it cannot serve)."""
+    model = kernel / "model.pt2"
+    with zipfile.ZipFile(model) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    program = json.loads(members["model/models/model.json"])
+    for spec in program["graph_module"]["signature"]["input_specs"]:
+        if "user_input" in spec:
+            spec["user_input"]["arg"] = {"as_sym_int": {"as_name": "s0"}}
+    members["model/models/model.json"] = json.dumps(program).encode()
+    with zipfile.ZipFile(model, "w", zipfile.ZIP_STORED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+
+
 def external_data(kernel: Path, scratch: Path) -> None:
     (scratch / "outside.data").write_bytes(b"\0" * 16)
     onnx_with_external_data(kernel / "model.onnx", "../outside.data")
@@ -205,6 +222,10 @@ CASES = [
          "model.onnx"),
     Case("torch-not-installed", MLP, lambda _k, _s: None, "KS104", "model.pt", without_torch=True),
     Case("external-data-outside", IRIS, external_data, "KS105", "model.onnx", "tensor 'w'"),
+    Case("torch-export-non-tensor-input", DIGITS, non_tensor_input_in_program, "KS110", "model.pt2"),
+    Case("torch-export-batch-beyond-range", DIGITS,
+         metadata(lambda m: m["batching"].__setitem__("max_batch_size", 65)), "KS111", META,
+         "$.inputs[0].shape[0]"),
     # declared tensors against the graph
     Case("input-not-in-model", IRIS, tensor("inputs", 0, "name", "features"),
          "KS201", META, "$.inputs[0].name"),
@@ -342,7 +363,7 @@ def test_plan_gate_codes_are_tested_by_the_iac_suite() -> None:
     assert not missing, f"no test in tests/iac mentions {missing}"
 
 
-@pytest.mark.parametrize("kernel", [IRIS, MLP, RANKER])
+@pytest.mark.parametrize("kernel", [IRIS, MLP, RANKER, DIGITS])
 def test_examples_are_clean(kernel: str) -> None:
     report = validate_kernel(REPO / "examples" / "kernels" / kernel)
     assert report.ok, "\n".join(f.render() for f in report.findings)
