@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=None, help="server processes (each loads the model)")
     parser.add_argument("--threads", type=int, default=None,
                         help="runtime threads per worker (default: CPU quota)")
+    parser.add_argument("--torch-compile", choices=("off", "default", "max-autotune"), default=None,
+                        help="torch.export kernels: torch.compile the program's module (default off)")
     parser.add_argument("--max-body-bytes", type=int, default=None,
                         help="largest request body (default 64 MiB)")
     parser.add_argument("--max-queue-size", type=int, default=None,
@@ -52,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
             "kernel_dir": str(args.kernel), "host": args.host, "port": args.port,
             "grpc_port": args.grpc_port, "device": args.device,
             "log_format": args.log_format, "log_level": args.log_level, "workers": args.workers,
-            "threads": args.threads, "max_body_bytes": args.max_body_bytes,
+            "threads": args.threads, "torch_compile": args.torch_compile,
+            "max_body_bytes": args.max_body_bytes,
             "max_queue_size": args.max_queue_size,
         })
         parse_device(settings.device)

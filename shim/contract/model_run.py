@@ -11,7 +11,7 @@ in-process (``shim.server.model_service``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,14 @@ class ModelRunFailure(Exception):
 
 
 def load_as_served(kernel: Kernel, device: str, threads: int | None = None, handler: bool = True,
-                   progress: Callable[[str], None] = lambda _label: None) -> Runtime:
+                   progress: Callable[[str], None] = lambda _label: None,
+                   options: Mapping[str, Any] | None = None) -> Runtime:
     """The kernel's runtime as ``shim serve`` runs it: model loaded, signature checked, handler
     around it (unless ``handler`` is False: ``--skip-samples`` never imports it). The one copy of
     this sequence, used by the validator's sandboxed child and by the server's model service."""
     progress(str(kernel.model_path))
     try:
-        runtime = load_runtime(kernel, device=device, threads=threads)
+        runtime = load_runtime(kernel, device=device, threads=threads, options=options)
     except RuntimeLoadError as exc:
         code = "KS104" if "not installed" in str(exc) else "KS103"
         raise ModelRunFailure([Finding(

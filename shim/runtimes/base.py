@@ -59,8 +59,10 @@ class Runtime(ABC):
         """Release the model's resources."""
 
 
-def load_runtime(kernel: Kernel, device: str = "auto", threads: int | None = None) -> Runtime:
-    """Load the kernel's model with the runtime for its framework."""
+def load_runtime(kernel: Kernel, device: str = "auto", threads: int | None = None,
+                 options: Mapping[str, Any] | None = None) -> Runtime:
+    """Load the kernel's model with the runtime for its framework. ``options`` are the server's
+    runtime settings (``torch_compile`` for torch.export); runtimes ignore those not theirs."""
     request = parse_device(device)
     threads = threads or available_cpus()
     if kernel.framework == "onnx":
@@ -70,7 +72,7 @@ def load_runtime(kernel: Kernel, device: str = "auto", threads: int | None = Non
     if kernel.framework == "torch_export":
         from shim.runtimes.torch_export_runtime import TorchExportRuntime
 
-        return TorchExportRuntime(kernel, request, threads)
+        return TorchExportRuntime(kernel, request, threads, compile=(options or {}).get("torch_compile"))
     if kernel.framework == "torchscript":
         from shim.runtimes.torchscript_runtime import TorchScriptRuntime
 

@@ -5,15 +5,15 @@ weights from raw bytes; its sample inputs are a restricted-pickle-proven ``torch
 Calls are positional in ``forward()`` order (an exported module does not take keyword arguments
 it was not exported with), so the contract's named inputs are reordered here once.
 
-Compilation is opt-in (``KERNELSHIM_TORCH_COMPILE`` = ``off`` | ``default`` | ``max-autotune``,
-see docs/benchmarks.md "torch.export (issue 13)"): ``torch.compile`` of the module costs seconds
+Compilation is opt-in (server setting ``--torch-compile`` / ``KERNELSHIM_TORCH_COMPILE`` = ``off`` |
+``default`` | ``max-autotune``, passed in by the server; see docs/benchmarks.md "torch.export
+(issue 13)"): ``torch.compile`` of the module costs seconds
 of start-up and one recompile per new dynamic shape pattern, and on CPU it paid off only for
 compute-bound models at larger batches.
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -40,11 +40,13 @@ def import_torch() -> Any:
     return torch
 
 
-def compile_mode(value: str | None = None) -> str:
-    """The compile mode from ``value`` or the environment; an unknown value is a load error."""
-    mode = (value if value is not None else os.environ.get(COMPILE_ENV, "off")).strip().lower() or "off"
+def compile_mode(value: str | None) -> str:
+    """The compile mode (None: off); an unknown value is a load error naming the setting."""
+    mode = (value or "off").strip().lower()
     if mode not in COMPILE_MODES:
-        raise RuntimeLoadError(f"{COMPILE_ENV}={mode[:40]!r} is not one of {', '.join(COMPILE_MODES)}")
+        raise RuntimeLoadError(
+            f"--torch-compile / {COMPILE_ENV}={mode[:40]!r} is not one of {', '.join(COMPILE_MODES)}"
+        )
     return mode
 
 

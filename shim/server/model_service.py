@@ -53,7 +53,8 @@ class ModelService:
     def _load(self) -> None:
         started = time.perf_counter()
         try:
-            runtime = load_as_served(self.kernel, self.settings.device, self.settings.threads or None)
+            runtime = load_as_served(self.kernel, self.settings.device, self.settings.threads or None,
+                                     options={"torch_compile": self.settings.torch_compile})
         except ModelRunFailure as exc:  # keeps the server up, not ready, with the reason
             what = "handler" if exc.findings[0].code == "KS008" else "model"
             self._fail(f"{what} failed to load: {exc}")

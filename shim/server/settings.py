@@ -25,6 +25,9 @@ class ServerSettings:
     log_level: str = "info"
     workers: int = 1
     threads: int = 0  # runtime threads per worker; 0 = CPU quota / workers
+    # torch.export kernels: off | default | max-autotune (torch.compile of the module; see
+    # docs/benchmarks.md "torch.export (issue 13)" for when it pays off)
+    torch_compile: str = "off"
     max_body_bytes: int = 64 * 1024 * 1024
     max_elements_per_tensor: int = 16 * 1024 * 1024
     max_queue_size: int = 1024
@@ -78,6 +81,7 @@ _add("log_format", lambda v: v in ("json", "text"), "json or text")
 _add("log_level", lambda v: v in ("debug", "info", "warning", "error"), "debug, info, warning or error")
 _add("workers", lambda v: 1 <= v <= 256, "between 1 and 256")
 _add("threads", lambda v: 0 <= v <= 1024, "between 0 (automatic) and 1024")
+_add("torch_compile", lambda v: v in ("off", "default", "max-autotune"), "off, default or max-autotune")
 _add("max_body_bytes", lambda v: 1024 <= v <= 2**31, "between 1 KiB and 2 GiB")
 _add("max_elements_per_tensor", lambda v: 1 <= v <= 2**31, "between 1 and 2**31")
 _add("max_queue_size", lambda v: v >= 1, "at least 1")

@@ -121,3 +121,45 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(digits_ser
         if total - before_total > single - before_single:
             break
     assert total - before_total > single - before_single, "no execution merged more than one request"
+
+
+def test_torch_compile_setting_is_validated():
+    from shim.server.settings import ServerSettings, settings_from_env
+
+    assert settings_from_env({}, {"KERNELSHIM_TORCH_COMPILE": "default"}).torch_compile == "default"
+    with pytest.raises(ValueError, match="--torch-compile / KERNELSHIM_TORCH_COMPILE"):
+        ServerSettings(torch_compile="fastest")
+
+
+def test_compiled_module_serves_the_same_answers(server_factory, reference):
+    """--torch-compile default: torch.compile(dynamic=True) of the module, compiled while loading
+    (the golden samples run before ready), answering what the eager module answers."""
+    server = server_factory(DIGITS, "--torch-compile", "default")
+    runtime = httpx.get(server.url + "/v2", timeout=10).json()["runtime"]
+    assert runtime["torch_compile"] == "default"
+    for rows in (1, 7):
+        images = _images(rows, seed=500 + rows)
+        response = httpx.post(
+            server.url + "/v2/models/torch-export-digits/infer",
+            json={
+                "inputs": [
+                    {
+                        "name": "image",
+                        "shape": list(images.shape),
+                        "datatype": "FP32",
+                        "data": images.ravel().tolist(),
+                    }
+                ]
+            },
+            timeout=120,
+        )
+        assert response.status_code == 200, response.text
+        outputs = {o["name"]: o for o in response.json()["outputs"]}
+        expected = reference(images)
+        assert outputs["label"]["data"] == expected["label"].tolist()
+        np.testing.assert_allclose(
+            np.array(outputs["probabilities"]["data"]).reshape(expected["probabilities"].shape),
+            expected["probabilities"],
+            rtol=1e-4,
+            atol=1e-5,
+        )
