@@ -5,11 +5,13 @@ weights from raw bytes; its sample inputs are a restricted-pickle-proven ``torch
 Calls are positional in ``forward()`` order (an exported module does not take keyword arguments
 it was not exported with), so the contract's named inputs are reordered here once.
 
-Compilation is opt-in (server setting ``--torch-compile`` / ``KERNELSHIM_TORCH_COMPILE`` = ``off`` |
-``default`` | ``max-autotune``, passed in by the server; see docs/benchmarks.md "torch.export
-(issue 13)"): ``torch.compile`` of the module costs seconds
-of start-up and one recompile per new dynamic shape pattern, and on CPU it paid off only for
-compute-bound models at larger batches.
+Compilation is opt-in (server setting ``--torch-compile`` / ``KERNELSHIM_TORCH_COMPILE`` = ``off``
+| ``default`` | ``max-autotune``): ``torch.compile(dynamic=True)`` of the module, compiled while the
+server loads (the golden samples run before it is ready). Measured on CPU (docs/benchmarks.md,
+"torch.export (issue 13)"): 1.4-2.0x faster for a small CNN, 0.7-0.85x (slower) for a tiny MLP
+whose call is dominated by Python overhead, at 8-32 s of start-up; so it is off by default and
+worth turning on for compute-bound models. AOTInductor packages were faster still but are native
+shared libraries, which a kernel may not ship (SECURITY.md).
 """
 
 from __future__ import annotations
