@@ -42,6 +42,8 @@ KERNEL_NAME_LABEL = f"{LABEL_PREFIX}.kernel.name"
 KERNEL_VERSION_LABEL = f"{LABEL_PREFIX}.kernel.version"
 KERNEL_DIGEST_LABEL = f"{LABEL_PREFIX}.kernel.digest"
 TORCH_LABEL = f"{LABEL_PREFIX}.runtime.torch"
+#: frameworks whose kernels need torch in the runtime image, by the name messages use
+_TORCH_FRAMEWORKS = {"torchscript": "TorchScript", "torch_export": "torch.export"}
 VARIANT_LABEL = f"{LABEL_PREFIX}.runtime.variant"
 LEVEL0_DEFAULT_TAG = "localhost/kernelshim/level0-base:latest"
 VARIANTS = ("cpu", "gpu")
@@ -312,10 +314,10 @@ def check_runtime_image(
             f"{runtime_image} is a level-{level} image; --runtime-image must be a Level-1 runtime "
             "(built by `shim image build-base --level 1`)"
         )
-    if kernel.framework in ("torchscript", "torch_export") and labels.get(TORCH_LABEL) == "0":
+    if kernel.framework in _TORCH_FRAMEWORKS and labels.get(TORCH_LABEL) == "0":
         raise RuntimeMismatch(
-            f"kernel {kernel.name} is {kernel.framework}, but runtime {runtime_image} was built without "
-            "torch; "
+            f"kernel {kernel.name} is {_TORCH_FRAMEWORKS[kernel.framework]}, but runtime {runtime_image} "
+            "was built without torch; "
             "use a runtime built with torch (`shim image build-base --level 1 --torch`)"
         )
 
