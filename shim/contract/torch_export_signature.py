@@ -237,7 +237,7 @@ def _range_findings(kernel: Kernel, file: str, signature: ExportSignature) -> li
             low, high = bound
             need = kernel.batching.max_batch_size if axis == 0 and kernel.batching.enabled else 1
             problem = None
-            if low > 1:
+            if low > 2:  # torch writes min 2 for an unbounded Dim and still accepts 0 and 1
                 problem = f"accepts sizes from {low} only, but a request may send 1"
             elif high is not None and high < need:
                 problem = (

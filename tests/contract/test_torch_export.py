@@ -10,7 +10,9 @@ deprecation warnings never reach shim's output.
 
 from __future__ import annotations
 
+import json
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -108,6 +110,39 @@ def test_contract_mismatch_is_a_finding(case: str, tmp_path: Path) -> None:
     report = validate_kernel(kernel)
     assert (code, path) in [(f.code, f.path) for f in report.findings], [f.render() for f in report.findings]
     assert report.samples_run == 0  # a contract that disagrees with the program never runs it
+
+
+def _set_program_range(kernel: Path, low: int, high: int | None) -> None:
+    """Rewrite the example program's batch range in its JSON (the gate still accepts the archive)."""
+    model = kernel / "model.pt2"
+    with zipfile.ZipFile(model) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    program = json.loads(members["model/models/model.json"])
+    for constraint in program["range_constraints"].values():
+        constraint.update(min_val=low, max_val=high)
+    members["model/models/model.json"] = json.dumps(program).encode()
+    with zipfile.ZipFile(model, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "finding"),
+    [(3, 64, "from 3"), (2, None, None), (0, 32, None), (1, 31, "up to 31")],
+    ids=["min-3", "torch-default-min-2", "max-equals-batch", "max-below-batch"],
+)
+def test_exported_range_against_batching(
+    tmp_path: Path, low: int, high: int | None, finding: str | None
+) -> None:
+    """max_batch_size is 32: the range must reach it, and must admit a one-row request (torch's
+    own min of 2 for an unbounded Dim still accepts 1, so it is no finding)."""
+    kernel = _copy(tmp_path)
+    _set_program_range(kernel, low, high)
+    found = [f for f in validate_kernel(kernel).findings if f.code == "KS111"]
+    if finding is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and finding in found[0].message, [f.render() for f in found]
 
 
 class TwoInputs(torch.nn.Module):
