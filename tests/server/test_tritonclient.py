@@ -15,7 +15,7 @@ from shim.contract.kernel import read_kernel
 
 from .conftest import KERNELS, golden
 
-KERNEL_NAMES = ["iris-classifier", "torchscript-mlp", "two-input-ranker"]
+KERNEL_NAMES = ["iris-classifier", "torchscript-mlp", "two-input-ranker", "torch-export-digits"]
 
 
 @pytest.fixture(scope="module", params=KERNEL_NAMES)
@@ -58,7 +58,11 @@ def test_model_metadata_matches_contract(served):
     assert metadata["versions"] == [kernel.version]
     assert (
         metadata["platform"]
-        == {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch"}[kernel.framework]
+        == {
+            "onnx": "onnxruntime_onnx",
+            "torchscript": "pytorch_libtorch",
+            "torch_export": "pytorch_torch_export",
+        }[kernel.framework]
     )
     assert [(t["name"], t["datatype"], t["shape"]) for t in metadata["inputs"]] == [
         (t.name, t.datatype.name, list(t.shape)) for t in kernel.inputs
