@@ -116,12 +116,11 @@ class TorchExportRuntime(Runtime):
         return self._torch.from_numpy(array).to(self._torch_device, non_blocking=True)
 
     def _outputs_by_name(self, result: Any) -> dict[str, Any]:
-        if isinstance(result, dict):
-            missing = [n for n in self.output_names if n not in result]
-            if missing:
-                raise ValueError(f"the model returned keys {sorted(result)}; the contract declares {missing}")
+        """A dict with the declared names by name; anything else (a tensor, tuple, list or nested
+        structure) by position of its leaves, in the order torch.export flattened the outputs."""
+        if isinstance(result, dict) and all(name in result for name in self.output_names):
             return {name: result[name] for name in self.output_names}
-        values = list(result) if isinstance(result, (tuple, list)) else [result]
+        values = self._torch.utils._pytree.tree_leaves(result)
         if len(values) != len(self.output_names):
             raise ValueError(
                 f"the model returned {len(values)} output(s); the contract declares {len(self.output_names)}"

@@ -170,6 +170,21 @@ class Conv(torch.nn.Module):
         return torch.tanh(self.conv(signal)) * self.scale
 
 
+class Nested(torch.nn.Module):
+    """Nested outputs (a tuple holding a dict holding a list): served by position of the leaves."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
+        return x + 1, {"a": y * 2, "b": [x.sum(1), y.mean(1)]}
+
+
+def _export_nested(path: Path) -> None:
+    batch = torch.export.Dim("batch", max=64)
+    program = torch.export.export(
+        Nested(), (torch.randn(2, 3), torch.randn(2, 5)), dynamic_shapes={"x": {0: batch}, "y": {0: batch}}
+    )
+    torch.export.save(program, str(path))
+
+
 def _export_two_inputs(path: Path) -> None:
     torch.manual_seed(1)
     batch = torch.export.Dim("batch", min=1, max=256)
@@ -212,8 +227,21 @@ def _export_conv(path: Path) -> None:
             [{"name": "signal", "datatype": "FP32", "shape": [-1, 3, -1]}],
             [{"name": "output", "datatype": "FP32", "shape": [-1, 5, -1]}],
         ),
+        (
+            _export_nested,
+            [
+                {"name": "x", "datatype": "FP32", "shape": [-1, 3]},
+                {"name": "y", "datatype": "FP32", "shape": [-1, 5]},
+            ],
+            [
+                {"name": "output_0", "datatype": "FP32", "shape": [-1, 3]},
+                {"name": "output_1", "datatype": "FP32", "shape": [-1, 5]},
+                {"name": "output_2", "datatype": "FP32", "shape": [-1]},
+                {"name": "output_3", "datatype": "FP32", "shape": [-1]},
+            ],
+        ),
     ],
-    ids=["two-inputs-tuple-outputs", "conv-two-dynamic-dims"],
+    ids=["two-inputs-tuple-outputs", "conv-two-dynamic-dims", "nested-outputs"],
 )
 def test_init_reads_the_signature_and_the_kernel_validates(
     run_shim, tmp_path: Path, exporter, inputs: list, outputs: list
