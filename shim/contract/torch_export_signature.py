@@ -54,7 +54,19 @@ class ExportSignature:
 
 
 def read_signature(program: dict[str, Any]) -> ExportSignature:
-    """The user inputs and outputs of a serialised ExportedProgram (``models/model.json``)."""
+    """The user inputs and outputs of a serialised ExportedProgram (``models/model.json``).
+    Any JSON at all yields a signature or ``ExportSignatureError``, never another exception."""
+    try:
+        return _read_signature(program)
+    except ExportSignatureError:
+        raise
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
+        raise ExportSignatureError(
+            f"has a program JSON torch.export.save does not write ({type(exc).__name__} reading it)"
+        ) from None
+
+
+def _read_signature(program: dict[str, Any]) -> ExportSignature:
     try:
         module = program["graph_module"]
         graph, signature = module["graph"], module["signature"]
