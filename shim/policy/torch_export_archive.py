@@ -57,6 +57,7 @@ GRAPH = f"models/{MODEL_NAME}.json"
 WEIGHTS_CONFIG = f"data/weights/{MODEL_NAME}_weights_config.json"
 CONSTANTS_CONFIG = f"data/constants/{MODEL_NAME}_constants_config.json"
 SAMPLE_INPUTS = f"data/sample_inputs/{MODEL_NAME}.pt"
+AOTI_DIR = "data/aotinductor/"
 _RAW = {
     "data/weights/": re.compile(r"weight_[0-9]{1,9}\Z"),
     "data/constants/": re.compile(r"tensor_[0-9]{1,9}\Z"),
@@ -237,9 +238,18 @@ def _check_members(
             checker.layout(f"has no {required} member")
     raw: dict[str, zipfile.ZipInfo] = {}
     documents: dict[str, Any] = {}
+    compiled = [r for r in by_name if r.startswith(AOTI_DIR)]
+    if compiled:
+        checker.layout(
+            f"is an AOTInductor package ({len(compiled)} members of generated C++ and native shared "
+            f"libraries under {AOTI_DIR}), not a torch.export program: a kernel carries no native code; "
+            "ship the file torch.export.save writes"
+        )
     for relative, info in by_name.items():
         folder, _, name = relative.rpartition("/")
-        if info.is_dir():
+        if relative.startswith(AOTI_DIR):
+            _diagnose_member(checker, archive, info)  # named above; say only if one is a pickle
+        elif info.is_dir():
             checker.layout("has a directory entry, which torch.export.save never writes", info.filename)
         elif relative in _SMALL:
             _check_small(checker, archive, info, _SMALL[relative])
@@ -551,6 +561,11 @@ def graph_of(path: str, json_depth: int = 64, max_bytes: int = 64 * 1024 * 1024)
     ``ValueError`` when it cannot be read (the gate reports why)."""
     with zipfile.ZipFile(path) as archive:
         names = [n for n in archive.namelist() if n.split("/", 1)[-1] == GRAPH]
+        if any(n.split("/", 1)[-1].startswith(AOTI_DIR) for n in archive.namelist()):
+            raise ValueError(
+                "is an AOTInductor package (compiled native code), not a torch.export program; "
+                "use the file torch.export.save writes"
+            )
         if len(names) != 1:
             raise ValueError(f"has no single {GRAPH}")
         info = archive.getinfo(names[0])

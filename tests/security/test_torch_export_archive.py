@@ -138,6 +138,13 @@ HOSTILE: dict[str, tuple[Callable[[dict[str, bytes]], object], set[str], str]] =
         {"KS408"},
         "nested zip",
     ),
+    "aoti-native-code": (
+        lambda m: m.__setitem__(
+            ROOT + "data/aotinductor/model/abc.wrapper.so", b"\x7fELF\x02\x01\x01" + bytes(64)
+        ),
+        {"KS408"},
+        "AOTInductor package",
+    ),
     "path-traversal": (
         lambda m: m.__setitem__(ROOT + "../../etc/cron.d/evil", b"* * * * * root id\n"),
         {"KS408"},
