@@ -86,9 +86,9 @@ class TorchExportRuntime(Runtime):
         self.compile_mode = compile_mode(compile)
         try:
             self.program = load_exported_program(torch, str(kernel.model_path))
+            if self.device.kind != "cpu":  # weights, buffers, constants and device-bound graph nodes
+                self.program = torch.export.passes.move_to_device_pass(self.program, self._torch_device)
             module = self.program.module()
-            if self.device.kind != "cpu":
-                module = module.to(self._torch_device)
         except Exception as exc:
             raise RuntimeLoadError(
                 f"torch.export.load could not load {kernel.model_path}: {str(exc)[:300]}"
