@@ -84,7 +84,8 @@ def _deployment(change: ResourceChange) -> Workload:
     a, u = change.after, change.after_unknown
     pod = ("spec", 0, "template", 0, "spec", 0)
     annotations = _merge_annotations(
-        _get(a, u, "metadata", 0, "annotations"), _get(a, u, "spec", 0, "template", 0, "metadata", 0, "annotations")
+        _get(a, u, "metadata", 0, "annotations"),
+        _get(a, u, "spec", 0, "template", 0, "metadata", 0, "annotations"),
     )
     index = _pick(_get(a, u, *pod, "container"), lambda i: _get(a, u, *pod, "container", i, "env"))
     container = None
@@ -149,10 +150,12 @@ def check_workloads(changes: list[ResourceChange], rules: ContractRules, emit: E
     for workload in workloads(changes, rules):
         if workload.annotations is UNKNOWN:
             yield emit(
-                "KS607", workload.change,
+                "KS607",
+                workload.change,
                 f"{workload.change.address}: the annotations are known only after apply, so the "
                 "contract-derived rules (memory, monitoring) cannot be checked",
-                "annotations known at plan time", "set the annotations from variables or literals",
+                "annotations known at plan time",
+                "set the annotations from variables or literals",
             )
             continue
         yield from _memory(workload, rules, emit)
@@ -169,13 +172,16 @@ def _measured_peak(workload: Workload, rules: ContractRules, emit: Emit) -> tupl
         return None, []
     if isinstance(raw, str) and raw.isdigit() and len(raw) <= 20:
         return int(raw), []
-    return None, [emit(
-        "KS608", workload.change,
-        f"{workload.change.address}: annotation {rules.memory_peak_annotation} is not a whole number "
-        "of bytes, so the memory cannot be checked against the measured peak",
-        "the validator's measured peak in bytes, e.g. \"734003200\"",
-        "let the module set it from measured_memory_peak_bytes (shim tf vars --validation-report)",
-    )]
+    return None, [
+        emit(
+            "KS608",
+            workload.change,
+            f"{workload.change.address}: annotation {rules.memory_peak_annotation} is not a whole number "
+            "of bytes, so the memory cannot be checked against the measured peak",
+            'the validator\'s measured peak in bytes, e.g. "734003200"',
+            "let the module set it from measured_memory_peak_bytes (shim tf vars --validation-report)",
+        )
+    ]
 
 
 def _memory(workload: Workload, rules: ContractRules, emit: Emit) -> Iterator[Finding]:
@@ -186,35 +192,51 @@ def _memory(workload: Workload, rules: ContractRules, emit: Emit) -> Iterator[Fi
     needed = Decimal(peak) * (100 + rules.memory_headroom_percent) / 100
     address = workload.change.address
     headroom = f" plus {rules.memory_headroom_percent}% headroom" if rules.memory_headroom_percent else ""
-    for label, value in (("request", workload.container.memory_request),
-                         ("limit", workload.container.memory_limit)):
+    for label, value in (
+        ("request", workload.container.memory_request),
+        ("limit", workload.container.memory_limit),
+    ):
         where = f"{workload.container.where} memory {label}"
         if value is UNKNOWN:
-            yield emit("KS607", workload.change,
-                       f"{address}: {where} is known only after apply, so it cannot be checked against "
-                       "the measured memory peak",
-                       "a memory quantity known at plan time", "set the memory from a variable or a literal")
+            yield emit(
+                "KS607",
+                workload.change,
+                f"{address}: {where} is known only after apply, so it cannot be checked against "
+                "the measured memory peak",
+                "a memory quantity known at plan time",
+                "set the memory from a variable or a literal",
+            )
             continue
         if value is None:
-            yield emit("KS608", workload.change,
-                       f"{address}: {where} is not set, but the validator measured a peak of "
-                       f"{format_bytes(peak)}",
-                       f"a memory {label} of at least {format_bytes(needed)}",
-                       "set resources.memory in model_metadata.json to cover the measured peak")
+            yield emit(
+                "KS608",
+                workload.change,
+                f"{address}: {where} is not set, but the validator measured a peak of {format_bytes(peak)}",
+                f"a memory {label} of at least {format_bytes(needed)}",
+                "set resources.memory in model_metadata.json to cover the measured peak",
+            )
             continue
         try:
             amount = parse_quantity(value)
         except QuantityError as exc:
-            yield emit("KS608", workload.change, f"{address}: {where}: {exc}",
-                       "a Kubernetes memory quantity such as 2Gi", "fix resources.memory in model_metadata.json")
+            yield emit(
+                "KS608",
+                workload.change,
+                f"{address}: {where}: {exc}",
+                "a Kubernetes memory quantity such as 2Gi",
+                "fix resources.memory in model_metadata.json",
+            )
             continue
         if amount < needed:
-            yield emit("KS608", workload.change,
-                       f"{address}: {where} {value} ({format_bytes(amount)}) is below the validator's "
-                       f"measured peak of {format_bytes(peak)}{headroom}: the pod would be OOM-killed",
-                       f"a memory {label} of at least {format_bytes(needed)}",
-                       "raise resources.memory in model_metadata.json (then `shim tf vars` / `shim deploy` "
-                       "again), or make the model use less memory")
+            yield emit(
+                "KS608",
+                workload.change,
+                f"{address}: {where} {value} ({format_bytes(amount)}) is below the validator's "
+                f"measured peak of {format_bytes(peak)}{headroom}: the pod would be OOM-killed",
+                f"a memory {label} of at least {format_bytes(needed)}",
+                "raise resources.memory in model_metadata.json (then `shim tf vars` / `shim deploy` "
+                "again), or make the model use less memory",
+            )
 
 
 # KS609 ---------------------------------------------------------------------------------------
@@ -235,21 +257,35 @@ def _probes(workload: Workload, rules: ContractRules, emit: Emit) -> Iterator[Fi
         expected = f"an HTTP GET on {' or '.join(paths)}{grpc_hint}"
         if probe is None:
             if kind != "startup":
-                yield emit("KS609", workload.change, f"{address}: {where} has no {kind} probe",
-                           expected, f"add a {kind} probe on {paths[0]} (the modules in terraform/modules do)")
+                yield emit(
+                    "KS609",
+                    workload.change,
+                    f"{address}: {where} has no {kind} probe",
+                    expected,
+                    f"add a {kind} probe on {paths[0]} (the modules in terraform/modules do)",
+                )
             continue
         path, grpc = probe
         if path is UNKNOWN:
-            yield emit("KS607", workload.change, f"{address}: {where} {kind} probe path is known only "
-                       "after apply", "a probe path known at plan time", "set the probe path as a literal")
+            yield emit(
+                "KS607",
+                workload.change,
+                f"{address}: {where} {kind} probe path is known only after apply",
+                "a probe path known at plan time",
+                "set the probe path as a literal",
+            )
         elif grpc and rules.allow_grpc_probes:
             continue
         elif path not in paths:
             shown = repr(path)[:80] if path is not None else "no HTTP path"
-            yield emit("KS609", workload.change,
-                       f"{address}: {where} {kind} probe checks {shown}, not the Open Inference "
-                       "Protocol's health endpoint: a pod could be routed traffic before the model loaded",
-                       expected, f"point the {kind} probe at {paths[0]}")
+            yield emit(
+                "KS609",
+                workload.change,
+                f"{address}: {where} {kind} probe checks {shown}, not the Open Inference "
+                "Protocol's health endpoint: a pod could be routed traffic before the model loaded",
+                expected,
+                f"point the {kind} probe at {paths[0]}",
+            )
 
 
 # KS610 / KS611 -------------------------------------------------------------------------------
@@ -271,20 +307,28 @@ def _monitoring(
     if annotations.get(rules.monitoring_annotation) != "true":
         return
     address = workload.change.address
-    present = [(c, kind) for c, kind in manifests if c.exists_after and _same_namespace(c, workload.namespace)]
+    present = [
+        (c, kind) for c, kind in manifests if c.exists_after and _same_namespace(c, workload.namespace)
+    ]
     scraped_by_annotation = all(annotations.get(k) == v for k, v in rules.scrape_annotations)
     scraped_by_monitor = any(kind in rules.scrape_kinds for _, kind in present)
     if not (scraped_by_annotation or scraped_by_monitor):
-        wanted = ", ".join(f"{k}: \"{v}\"" for k, v in rules.scrape_annotations)
+        wanted = ", ".join(f'{k}: "{v}"' for k, v in rules.scrape_annotations)
         monitors = f" or a {'/'.join(rules.scrape_kinds)} selecting them" if rules.scrape_kinds else ""
-        yield emit("KS610", workload.change,
-                   f"{address}: the kernel has a monitoring profile, but its pods carry no Prometheus scrape "
-                   "annotations and no monitor selects them, so its metrics are never collected",
-                   f"pod annotations {wanted}{monitors}",
-                   "keep the module's scrape annotations (prometheus_scrape) or enable its service_monitor")
+        yield emit(
+            "KS610",
+            workload.change,
+            f"{address}: the kernel has a monitoring profile, but its pods carry no Prometheus scrape "
+            "annotations and no monitor selects them, so its metrics are never collected",
+            f"pod annotations {wanted}{monitors}",
+            "keep the module's scrape annotations (prometheus_scrape) or enable its service_monitor",
+        )
     if not any(kind in rules.rule_kinds for _, kind in present):
-        yield emit("KS611", workload.change,
-                   f"{address}: the kernel has a monitoring profile, but the plan holds no "
-                   f"{'/'.join(rules.rule_kinds)} in its namespace, so nothing alerts on it",
-                   f"a kubernetes_manifest of kind {' or '.join(rules.rule_kinds)} next to the workload",
-                   "enable the module's prometheus_rule (the kernel's alert rules)")
+        yield emit(
+            "KS611",
+            workload.change,
+            f"{address}: the kernel has a monitoring profile, but the plan holds no "
+            f"{'/'.join(rules.rule_kinds)} in its namespace, so nothing alerts on it",
+            f"a kubernetes_manifest of kind {' or '.join(rules.rule_kinds)} next to the workload",
+            "enable the module's prometheus_rule (the kernel's alert rules)",
+        )

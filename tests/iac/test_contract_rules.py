@@ -140,15 +140,25 @@ def test_memory_unknown_until_apply_fails_closed():
     data = deployment_plan(memory="1Gi", peak=MIB)
     change = next(c for c in data["resource_changes"] if c["address"] == DEPLOYMENT)["change"]
     del container(data)["resources"][0]["requests"]["memory"]
-    change["after_unknown"] = {"spec": [{"template": [{"spec": [{"container": [
-        {"resources": [{"requests": {"memory": True}}]}]}]}]}]}
+    change["after_unknown"] = {
+        "spec": [{"template": [{"spec": [{"container": [{"resources": [{"requests": {"memory": True}}]}]}]}]}]
+    }
     assert codes(gate(data)) == ["KS607"]
 
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("512Mi", 512 * MIB), ("1Gi", 2**30), ("1G", 10**9), ("1.5Gi", Decimal(3 * 2**29)), ("1e3", 1000),
-    ("100", 100), ("500m", Decimal("0.5")), ("2k", 2000),
-])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("512Mi", 512 * MIB),
+        ("1Gi", 2**30),
+        ("1G", 10**9),
+        ("1.5Gi", Decimal(3 * 2**29)),
+        ("1e3", 1000),
+        ("100", 100),
+        ("500m", Decimal("0.5")),
+        ("2k", 2000),
+    ],
+)
 def test_quantities(text, value):
     assert parse_quantity(text) == value
 
@@ -212,12 +222,22 @@ def prometheus_rule(namespace: str = "models", kind: str = "PrometheusRule") -> 
         "change": {
             "actions": ["create"],
             "before": None,
-            "after": {"manifest": {
-                "apiVersion": "monitoring.coreos.com/v1", "kind": kind,
-                "metadata": {"name": "iris-classifier", "namespace": namespace, "labels": {
-                    "cost-center": "cc-ml-4711", "managed-by": "kernelshim", "data-classification": "internal"}},
-                "spec": {},
-            }},
+            "after": {
+                "manifest": {
+                    "apiVersion": "monitoring.coreos.com/v1",
+                    "kind": kind,
+                    "metadata": {
+                        "name": "iris-classifier",
+                        "namespace": namespace,
+                        "labels": {
+                            "cost-center": "cc-ml-4711",
+                            "managed-by": "kernelshim",
+                            "data-classification": "internal",
+                        },
+                    },
+                    "spec": {},
+                }
+            },
             "after_unknown": {"object": True},
         },
     }
@@ -275,8 +295,13 @@ def test_another_digest_than_the_built_one_is_a_violation():
 
 
 def test_the_root_image_variable_is_checked_when_no_resource_has_an_image():
-    plan = {"format_version": "0.2", "terraform_version": "1.0.3", "resource_changes": [],
-            "planned_values": {}, "variables": {"image": {"value": f"registry.example.com/m/x@{DIGEST}"}}}
+    plan = {
+        "format_version": "0.2",
+        "terraform_version": "1.0.3",
+        "resource_changes": [],
+        "planned_values": {},
+        "variables": {"image": {"value": f"registry.example.com/m/x@{DIGEST}"}},
+    }
     assert gate(copy.deepcopy(plan), expected_image_digest=DIGEST).ok
     result = gate(copy.deepcopy(plan), expected_image_digest="sha256:" + "00" * 32)
     assert codes(result) == ["KS612"] and result.findings[0].path == "var.image"

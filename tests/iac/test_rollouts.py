@@ -41,7 +41,9 @@ def resource(module: Path, file: str, kind: str, name: str) -> dict[str, Any]:
 
 
 def predictor() -> dict[str, Any]:
-    return resource(K8S, "kserve.tf", "kubernetes_manifest", "inference_service")["manifest"]["spec"]["predictor"]
+    return resource(K8S, "kserve.tf", "kubernetes_manifest", "inference_service")["manifest"]["spec"][
+        "predictor"
+    ]
 
 
 # --- read from the HCL -------------------------------------------------------------------------
@@ -99,7 +101,9 @@ def test_sagemaker_blue_green_rolls_back_on_both_alarms():
 # --- evaluated by real Terraform -----------------------------------------------------------------
 
 
-def variables_root(tmp_path: Path, module: Path, values: dict, platform: dict, with_main: bool = False) -> Path:
+def variables_root(
+    tmp_path: Path, module: Path, values: dict, platform: dict, with_main: bool = False
+) -> Path:
     root = tmp_path / module.name
     root.mkdir()
     files = ["variables.tf", "variables_platform.tf"] + (["main.tf"] if with_main else [])
@@ -111,8 +115,13 @@ def variables_root(tmp_path: Path, module: Path, values: dict, platform: dict, w
 
 
 def run(terraform, root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(terraform.path), *args, "-input=false", "-no-color"], cwd=root,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(terraform.path), *args, "-input=false", "-no-color"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def plan(terraform, root: Path) -> subprocess.CompletedProcess:
@@ -142,13 +151,16 @@ def test_a_letter_first_model_name_passes(terraform, make_kernel, tmp_path):
 
 
 @pytest.mark.terraform
-@pytest.mark.parametrize(("platform", "message"), [
-    ({"kserve_canary_traffic_percent": 101}, "whole number from 0 to 100"),
-    ({"kserve_canary_traffic_percent": -1}, "whole number from 0 to 100"),
-    ({"kserve_canary_traffic_percent": 12.5}, "whole number from 0 to 100"),
-    ({"kserve_deployment_mode": "RawDeployment"}, "renamed RawDeployment to Standard"),
-    ({"kserve_deployment_mode": "Serverless"}, "Serverless to Knative"),
-])
+@pytest.mark.parametrize(
+    ("platform", "message"),
+    [
+        ({"kserve_canary_traffic_percent": 101}, "whole number from 0 to 100"),
+        ({"kserve_canary_traffic_percent": -1}, "whole number from 0 to 100"),
+        ({"kserve_canary_traffic_percent": 12.5}, "whole number from 0 to 100"),
+        ({"kserve_deployment_mode": "RawDeployment"}, "renamed RawDeployment to Standard"),
+        ({"kserve_deployment_mode": "Serverless"}, "Serverless to Knative"),
+    ],
+)
 def test_kserve_platform_inputs_are_validated(terraform, make_kernel, tmp_path, platform, message):
     result = plan(terraform, variables_root(tmp_path, K8S, k8s_values(make_kernel), platform))
     flat = " ".join(result.stderr.split())
@@ -164,12 +176,15 @@ def test_kserve_canary_percentages_are_accepted(terraform, make_kernel, tmp_path
 
 
 @pytest.mark.terraform
-@pytest.mark.parametrize(("platform", "ok"), [
-    ({"traffic_shift_mode": "LINEAR", "traffic_shift_percent": 25}, True),
-    ({"traffic_shift_mode": "BLUE"}, False),
-    ({"traffic_shift_percent": 100}, False),
-    ({"traffic_shift_timeout_seconds": 60}, False),
-])
+@pytest.mark.parametrize(
+    ("platform", "ok"),
+    [
+        ({"traffic_shift_mode": "LINEAR", "traffic_shift_percent": 25}, True),
+        ({"traffic_shift_mode": "BLUE"}, False),
+        ({"traffic_shift_percent": 100}, False),
+        ({"traffic_shift_timeout_seconds": 60}, False),
+    ],
+)
 def test_sagemaker_traffic_shifting_inputs(terraform, make_kernel, tmp_path, platform, ok):
     values = tfvars_for(read_kernel(make_kernel()), ECR_IMAGE, "sagemaker")
     result = plan(terraform, variables_root(tmp_path, SAGEMAKER, values, {**SAGEMAKER_PLATFORM, **platform}))
@@ -180,17 +195,24 @@ PROBE = 'output "annotations" { value = local.annotations }\n'
 
 
 @pytest.mark.terraform
-@pytest.mark.parametrize(("values", "expected"), [
-    ({"measured_memory_peak_bytes": 734003200, "monitoring_enabled": True},
-     {"kernelshim.io/measured-memory-peak-bytes": "734003200", "kernelshim.io/monitoring": "true"}),
-    ({}, {"kernelshim.io/monitoring": "false"}),
-])
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            {"measured_memory_peak_bytes": 734003200, "monitoring_enabled": True},
+            {"kernelshim.io/measured-memory-peak-bytes": "734003200", "kernelshim.io/monitoring": "true"},
+        ),
+        ({}, {"kernelshim.io/monitoring": "false"}),
+    ],
+)
 def test_measured_peak_and_monitoring_become_annotations(terraform, make_kernel, tmp_path, values, expected):
     root = variables_root(tmp_path, K8S, k8s_values(make_kernel, **values), {}, with_main=True)
     (root / "probe.tf").write_text(PROBE, encoding="utf-8")
     assert run(terraform, root, "init").returncode == 0
     assert run(terraform, root, "apply", "-auto-approve").returncode == 0
-    output = subprocess.run([str(terraform.path), "output", "-json"], cwd=root, capture_output=True, text=True)
+    output = subprocess.run(
+        [str(terraform.path), "output", "-json"], cwd=root, capture_output=True, text=True
+    )
     annotations = json.loads(output.stdout)["annotations"]["value"]
     assert {k: v for k, v in annotations.items() if k.startswith("kernelshim.io/")} == expected
     assert annotations["prometheus.io/scrape"] == "true"

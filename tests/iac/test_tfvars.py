@@ -129,7 +129,8 @@ def test_monitoring_profile_turns_monitoring_on(make_kernel):
 
 def test_cli_carries_the_validation_report(make_kernel, tmp_path, capsys):
     report = tmp_path / "report.json"
-    report.write_text(json.dumps({"ok": True, "kernels": [{"kernel": "k", "memory": {"peak_rss_bytes": 1234}}]}))
+    entry = {"kernel": "k", "memory": {"peak_rss_bytes": 1234}}
+    report.write_text(json.dumps({"ok": True, "kernels": [entry]}))
     assert main(["tf", "vars", str(make_kernel()), "--image", IMAGE, "--validation-report", str(report)]) == 0
     assert json.loads(capsys.readouterr().out)["measured_memory_peak_bytes"] == 1234
     report.write_text("not json")
