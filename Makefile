@@ -37,6 +37,7 @@ lint: install-dev
 # System tools for the container and Terraform tests (podman, runc, debootstrap; a terraform binary).
 tools:
 	bash .ci/install-containers.sh
+	bash .ci/install-registry.sh
 	bash .ci/install-terraform.sh
 	bash .ci/install-checkov.sh
 	bash .ci/fetch-provider-schemas.sh
