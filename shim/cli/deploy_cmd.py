@@ -53,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _confirm_on_tty(summary: str) -> bool:
-    print(summary, file=sys.stderr)
+def _confirm_on_tty(_summary: str) -> bool:
+    """The summary was printed with the gate's progress line; ask about exactly that plan."""
     try:
         answer = input("Apply this plan? [y/N] ")
     except EOFError:
@@ -128,15 +128,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = deployer.run()
     except DeployFailed as exc:
-        for detail in exc.details:
-            print(detail, file=sys.stderr)
+        if exc.stage != "gate":  # the gate's violations are in the summary and the report
+            for detail in exc.details:
+                print(detail, file=sys.stderr)
         result = deployer.result
-        if result.plan_summary:
-            print(result.plan_summary, file=sys.stderr)
         _print(result, args.format)
         raise CommandFailed(f"stage {exc.stage} failed: {exc.reason}", exc.exit_code) from None
-    if result.plan_summary and args.format == "text":
-        print(result.plan_summary)
     _print(result, args.format)
     return 0
 

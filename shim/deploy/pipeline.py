@@ -364,6 +364,7 @@ class Deployer:
         self._stage(
             "gate", started, "passed" if result.ok else f"FAILED ({len(result.findings)} violation(s))"
         )
+        self.progress(self.result.plan_summary)
         return runner, gated
 
     def apply(self, runner, gated) -> None:
