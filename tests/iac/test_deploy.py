@@ -68,7 +68,7 @@ def test_a_directory_without_terraform_or_deploy_json_is_refused(tmp_path):
     with pytest.raises(DeployEnvError, match="no Terraform root configuration"):
         load_environment(tmp_path)
     (tmp_path / "main.tf").write_text("")
-    with pytest.raises(DeployEnvError, match="deploy.json: missing"):
+    with pytest.raises(DeployEnvError, match=r"deploy\.json: missing"):
         load_environment(tmp_path)
     (tmp_path / "deploy.json").write_text('{"env_version": "1", "env_version": "1"}')
     with pytest.raises(DeployEnvError, match="not valid JSON"):
