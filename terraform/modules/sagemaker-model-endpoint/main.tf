@@ -15,11 +15,7 @@ locals {
     DataClassification = var.data_classification
   }
 
-  measured_tags = var.measured_memory_peak_bytes == null ? {} : {
-    MeasuredMemoryPeakBytes = format("%d", var.measured_memory_peak_bytes)
-  }
-
-  tags = merge(var.tags, { ModelName = var.model_name, ModelVersion = var.model_version }, local.measured_tags, local.required_tags)
+  tags = merge(var.tags, { ModelName = var.model_name, ModelVersion = var.model_version }, local.required_tags)
 
 
   environment = merge(var.environment, {

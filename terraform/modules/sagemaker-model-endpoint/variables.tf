@@ -99,7 +99,7 @@ variable "environment" {
 }
 
 variable "measured_memory_peak_bytes" {
-  description = "Peak resident memory (bytes) the validator measured while running the kernel's golden samples (`shim validate`; carried by `shim tf vars`). Recorded as the MeasuredMemoryPeakBytes tag so the plan shows what the instance type must hold. null: not measured."
+  description = "Peak resident memory (bytes) the validator measured while running the kernel's golden samples (`shim validate`; carried by `shim tf vars`). Reported as the output measured_memory_peak_bytes, so the plan shows what one instance must hold (not a tag: the figure would change every resource's tags on each new measurement). null: not measured."
   type        = number
   default     = null
 
