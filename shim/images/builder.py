@@ -98,6 +98,7 @@ class BaseBuildOptions:
     network_mode: str | None = None
     nocache: bool = False
     push: bool = False
+    tls_verify: bool = True
 
 
 def _silent(_: str) -> None:
@@ -230,7 +231,7 @@ def build_base(
     else:
         raise ValueError(f"level must be 0 or 1, not {options.level}")
     if options.push:
-        push_image(client, built.tag, progress)
+        push_image(client, built.tag, progress, tls_verify=options.tls_verify)
     return built
 
 
@@ -352,6 +353,7 @@ def build_kernel(
     network_mode: str | None = None,
     nocache: bool = False,
     progress: Progress = _silent,
+    tls_verify: bool = True,
 ) -> BuiltImage:
     """Build the Level-2 image of the kernel at ``kernel_dir`` on ``runtime_image``.
 
@@ -377,5 +379,5 @@ def build_kernel(
         client, context, target, buildargs, network_mode=network_mode, nocache=nocache, progress=progress
     )
     if push:
-        push_image(client, target, progress)
+        push_image(client, target, progress, tls_verify=tls_verify)
     return built

@@ -194,3 +194,39 @@ def test_deploy_pushes_pins_the_digest_and_applies_only_what_the_gate_passed(
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert "Applied: no" in dry.stdout and "dry run" in dry.stdout
     assert "] apply" not in dry.stderr
+
+
+@pytest.mark.containers
+def test_image_build_pushes_to_a_plain_http_registry(registry, level1, tmp_path, built_test_images):
+    """`shim image build --push --no-tls-verify`: the same push the deploy uses, from the CLI."""
+    tag = f"{registry}/models/iris-classifier:cli"
+    built_test_images.append(tag)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shim.cli.main",
+            "image",
+            "build",
+            str(EXAMPLE_KERNEL),
+            "--runtime-image",
+            level1.tag,
+            "--tag",
+            tag,
+            "--push",
+            "--no-tls-verify",
+            "--network",
+            BUILD_NETWORK,
+            "--quiet",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with urllib.request.urlopen(
+        f"http://{registry}/v2/models/iris-classifier/tags/list", timeout=10
+    ) as answer:
+        assert "cli" in json.loads(answer.read())["tags"]
