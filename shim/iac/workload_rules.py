@@ -74,7 +74,7 @@ def _pick(containers: Any, env_of: Callable[[int], Any]) -> int | None:
         return None
     for index in range(len(containers)):
         env = env_of(index)
-        names = [e.get("name") for e in env] if isinstance(env, list) else []
+        names = [e.get("name") for e in env if isinstance(e, dict)] if isinstance(env, list) else []
         if SERVING_ENV in names:
             return index
     return 0

@@ -317,3 +317,38 @@ def test_contract_rules_are_optional_in_a_replacement_policy(tmp_path):
     del policy["contract_rules"]
     (tmp_path / "plan_policy.yaml").write_text(yaml.safe_dump(policy))
     assert codes(gate(deployment_plan(memory="1Mi", peak=MIB * 5), policy_dir=tmp_path)) == ["KS608", "KS608"]
+
+
+# --- hostile plan JSON: a finding or a pass, never an exception ----------------------------------
+
+
+def _paths(value, prefix=()):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield (*prefix, key)
+            yield from _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield (*prefix, index)
+            yield from _paths(item, (*prefix, index))
+
+
+def _replace(data, path, value):
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+
+
+@pytest.mark.parametrize("fixture", ["k8s_create_v1.2.json", "k8s_kserve_v1.2.json"])
+@pytest.mark.parametrize("junk", [None, 7, "x", [], {}, True, [None], {"": None}])
+def test_any_value_of_the_workload_replaced_by_junk_is_handled(fixture, junk):
+    address = DEPLOYMENT if "create" in fixture else ISVC
+    base = load_plan_fixture(fixture)
+    annotate_target = resource(base, address)
+    paths = [p for p in _paths(annotate_target) if len(p) <= 9]
+    for path in paths[:: max(1, len(paths) // 30)]:
+        data = copy.deepcopy(base)
+        _replace(resource(data, address), path, junk)
+        result = gate(data, expected_image_digest=DIGEST)  # must not raise
+        assert all(f.code.startswith("KS6") for f in result.findings)
