@@ -265,3 +265,130 @@ def test_the_record_names_where_each_mapping_came_from():
     for entry in PACKAGES["providers"].values():
         for end in ("lowest", "newest"):
             assert re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+", entry[end]["provider_version"])
+
+
+# --- the extractor on a small synthetic assembly (both link styles, a gzip redirect) ----------
+
+
+def _synthetic_wheel(
+    tmp_path: Path, *, old_links: bool, redirect: bool, provider_version: str = "9.8.7"
+) -> Path:
+    import gzip
+    import io
+    import tarfile
+    import zipfile
+
+    def link(anchor: str = "") -> str:
+        base = (
+            "https://www.terraform.io/docs/providers/demo/r/demo_thing"
+            if old_links
+            else "https://registry.terraform.io/providers/acme/demo/9.8.7/docs/resources/demo_thing"
+        )
+        return base + (f"#{anchor}" if anchor else "")
+
+    def prop(name: str, anchor: str, type_: dict, optional: bool = True) -> dict:
+        entry = {
+            "name": name,
+            "docs": {"remarks": f"Docs at Terraform Registry: {{@link {link(anchor)} X#{anchor}}}"},
+            "type": type_,
+        }
+        if optional:
+            entry["optional"] = True
+        return entry
+
+    types = {
+        "demo.Thing": {
+            "kind": "class",
+            "docs": {"summary": f"Represents a {{@link {link()} demo_thing}}."},
+            "initializer": {"parameters": [{"name": "config", "type": {"fqn": "demo.ThingConfig"}}]},
+        },
+        "demo.ThingConfig": {
+            "kind": "interface",
+            "datatype": True,
+            "interfaces": ["cdktf.TerraformMetaArguments"],
+            "properties": [
+                prop("name", "name", {"primitive": "string"}, optional=False),
+                prop(
+                    "ruleSet",
+                    "rule_set",
+                    {
+                        "union": {
+                            "types": [
+                                {"fqn": "cdktf.IResolvable"},
+                                {
+                                    "collection": {
+                                        "kind": "array",
+                                        "elementtype": {"fqn": "demo.ThingRuleSet"},
+                                    }
+                                },
+                            ]
+                        }
+                    },
+                ),
+            ],
+        },
+        "demo.ThingRuleSet": {
+            "kind": "interface",
+            "datatype": True,
+            "properties": [prop("maxSurge", "max_surge", {"primitive": "string"})],
+        },
+    }
+    assembly = json.dumps({"name": "demo", "types": types}).encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        files = {"package/lib/provider/index.js": f"providerVersion: '{provider_version}',".encode()}
+        if redirect:
+            files["package/.jsii"] = json.dumps(
+                {"schema": "jsii/file-redirect", "compression": "gzip", "filename": "assembly.jsii.gz"}
+            ).encode()
+            files["package/assembly.jsii.gz"] = gzip.compress(assembly)
+        else:
+            files["package/.jsii"] = assembly
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    wheel = tmp_path / "demo-1.0.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("demo/_jsii/demo@1.0.0.jsii.tgz", buffer.getvalue())
+    return wheel
+
+
+@pytest.mark.parametrize(("old_links", "redirect"), [(False, False), (True, False), (False, True)])
+def test_the_extractor_reads_blocks_attributes_and_the_provider_version(tmp_path, old_links, redirect):
+    from shim.iac.provider_schema import schema_from_wheel
+
+    wheel = _synthetic_wheel(tmp_path, old_links=old_links, redirect=redirect)
+    loaded = schema_from_wheel(wheel, "demo", "demo", "1.0.0")
+    assert loaded.provider_version == "9.8.7"
+    assert loaded.resources == {"demo_thing": {"name": None, "rule_set": {"max_surge": None}}}
+    assert loaded.required["demo_thing"] == {"": ["name"]}
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "main.tf").write_text(
+        'resource "demo_thing" "a" {\n  name = "x"\n  rule_set {\n    max_surge = "1"\n    max_sugre = "1"\n  }\n}\n'
+    )
+    (problem,) = check_configuration(config, loaded)
+    assert problem.render().startswith(
+        "main.tf: demo_thing.a.rule_set: argument 'max_sugre' is not in the schema"
+    )
+
+
+def test_fetch_refuses_a_package_whose_provider_version_disagrees_with_the_record(tmp_path):
+    from shim.iac.provider_schema import SchemaError, fetch
+
+    wheels = tmp_path / "cache" / "wheels"
+    wheels.mkdir(parents=True)
+    _synthetic_wheel(wheels, old_links=False, redirect=False, provider_version="9.8.7")
+    record = {
+        "providers": {
+            "demo": {
+                "lowest": {"package": "demo", "version": "1.0.0", "provider_version": "9.8.6"},
+                "newest": {"package": "demo", "version": "1.0.0", "provider_version": "9.8.6"},
+            }
+        }
+    }
+    with pytest.raises(
+        SchemaError, match=r"generated from demo 9\.8\.7, but provider-schemas\.json records 9\.8\.6"
+    ):
+        fetch(tmp_path / "cache", record)
