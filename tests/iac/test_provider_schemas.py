@@ -365,9 +365,8 @@ def test_the_extractor_reads_blocks_attributes_and_the_provider_version(tmp_path
     assert loaded.required["demo_thing"] == {"": ["name"]}
     config = tmp_path / "config"
     config.mkdir()
-    (config / "main.tf").write_text(
-        'resource "demo_thing" "a" {\n  name = "x"\n  rule_set {\n    max_surge = "1"\n    max_sugre = "1"\n  }\n}\n'
-    )
+    hcl_text = 'resource "demo_thing" "a" {\n  name = "x"\n  rule_set {\n    max_surge = "1"\n'
+    (config / "main.tf").write_text(hcl_text + '    max_sugre = "1"\n  }\n}\n')
     (problem,) = check_configuration(config, loaded)
     assert problem.render().startswith(
         "main.tf: demo_thing.a.rule_set: argument 'max_sugre' is not in the schema"
