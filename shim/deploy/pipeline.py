@@ -153,6 +153,16 @@ class Deployer:
             if self._engine is None:
                 client.close()
         image = self.resolve(tag, push_output)
+        return self.release(kernel, image, report)
+
+    def release(self, kernel, image: str, report: Any = None) -> DeployResult:
+        """The Terraform half: tfvars -> plan -> gate -> (approval) -> apply -> outputs.
+
+        ``image`` is the pushed image by digest (``REGISTRY/REPOSITORY@sha256:...``); the gate
+        holds the plan to that digest (KS612).
+        """
+        if not self.result.digest:
+            self.result.image, self.result.digest = image, image.rpartition("@")[2]
         tfvars_file = self.write_tfvars(kernel, image, report)
         runner, gated = self.plan_and_gate(tfvars_file)
         if not gated.result.ok:

@@ -141,3 +141,91 @@ def test_the_engine_reported_digest_is_the_fallback():
     assert "could not be reached" in resolved.note
     with pytest.raises(DigestUnresolved, match="push output names none"):
         resolve_digest(f"127.0.0.1:{port}/models/iris:0.1.0", ["nothing useful\n"], tls_verify=False)
+
+
+# --- the Terraform half of the pipeline on the stand-in root, with a real terraform --------------
+
+
+def deployer(tmp_path, terraform_log, policy_dir=None, **options):
+    from shim.deploy.pipeline import Deployer, DeployOptions
+
+    lines: list[str] = []
+    env = load_environment(env_dir(tmp_path))
+    confirm = options.pop("confirm", lambda _summary: False)
+    return Deployer(
+        KERNEL,
+        env,
+        DeployOptions(policy_dir=policy_dir, **options),
+        progress=lines.append,
+        confirm=confirm,
+        terraform_log=terraform_log,
+    ), lines
+
+
+def allowing_localhost(tmp_path: Path) -> Path:
+    import yaml
+
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    policy = yaml.safe_load((REPO / "policies" / "plan_policy.yaml").read_text())
+    policy["allowed_image_sources"].append("localhost:5000/*")
+    (policies / "plan_policy.yaml").write_text(yaml.safe_dump(policy))
+    return policies
+
+
+LOCAL_IMAGE = f"localhost:5000/models/iris-classifier@{DIGEST}"
+
+
+@pytest.mark.terraform
+@pytest.mark.parametrize("answer", [False, True])
+def test_apply_happens_only_on_approval(terraform, tmp_path, answer):
+    from shim.contract.kernel import read_kernel
+
+    asked: list[str] = []
+
+    def confirm(summary: str) -> bool:
+        asked.append(summary)
+        return answer
+
+    with (tmp_path / "terraform.log").open("w") as log:
+        run, lines = deployer(tmp_path, log, allowing_localhost(tmp_path), confirm=confirm)
+        result = run.release(read_kernel(KERNEL), LOCAL_IMAGE)
+    assert asked and "Policy gate: passed" in asked[0]
+    assert result.applied is answer
+    assert (tmp_path / "env" / "terraform.tfstate").exists() is answer
+    assert json.loads(result.tfvars_file.read_text())["image"] == LOCAL_IMAGE
+    if answer:
+        assert result.outputs["image"] == LOCAL_IMAGE
+        assert any(line.startswith("[8/9] apply") for line in lines)
+    else:
+        assert "not approved: nothing was applied" in result.notes
+
+
+@pytest.mark.terraform
+def test_a_gate_violation_stops_before_apply(terraform, tmp_path):
+    from shim.contract.kernel import read_kernel
+    from shim.deploy.pipeline import DeployFailed
+
+    with (tmp_path / "terraform.log").open("w") as log:
+        run, lines = deployer(tmp_path, log, allowing_localhost(tmp_path), approve=True)
+        run.result.digest = "sha256:" + "00" * 32  # the deploy built another image than the tfvars name
+        with pytest.raises(DeployFailed) as failed:
+            run.release(read_kernel(KERNEL), LOCAL_IMAGE)
+    assert failed.value.stage == "gate" and failed.value.exit_code == 1
+    assert any("KS612" in v and "var.image" in v for v in failed.value.details)
+    assert not (tmp_path / "env" / "terraform.tfstate").exists()
+    assert not any(line.startswith("[8/9] apply") for line in lines)
+
+
+@pytest.mark.terraform
+def test_a_terraform_failure_names_the_plan_stage(terraform, tmp_path):
+    from shim.contract.kernel import read_kernel
+    from shim.deploy.pipeline import DeployFailed
+
+    with (tmp_path / "terraform.log").open("w") as log:
+        run, _ = deployer(tmp_path, log, allowing_localhost(tmp_path), approve=True)
+        (tmp_path / "env" / "broken.tf").write_text('output "x" { value = var.not_declared }\n')
+        with pytest.raises(DeployFailed) as failed:
+            run.release(read_kernel(KERNEL), LOCAL_IMAGE)
+    assert failed.value.stage == "plan" and "nothing was applied" in failed.value.reason
+    assert not (tmp_path / "env" / "terraform.tfstate").exists()
