@@ -37,8 +37,10 @@ lint: install-dev
 # System tools for the container and Terraform tests (podman, runc, debootstrap; a terraform binary).
 tools:
 	bash .ci/install-containers.sh
+	bash .ci/install-registry.sh
 	bash .ci/install-terraform.sh
 	bash .ci/install-checkov.sh
+	bash .ci/fetch-provider-schemas.sh
 
 test: install-dev tools
 	PATH="$(CURDIR)/.ci/bin:$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -ra tests

@@ -70,6 +70,11 @@ CODES: dict[str, str] = {
     "KS605": "image not pinned by digest",
     "KS606": "image from a location that is not allowed",
     "KS607": "value the gate must check is unknown until apply",
+    "KS608": "memory request or limit below the validator's measured peak",
+    "KS609": "probe does not call the v2 health endpoints",
+    "KS610": "monitored kernel's pods are not scraped by Prometheus",
+    "KS611": "monitored kernel has no alert rules in the plan",
+    "KS612": "image is not the one this deploy built",
 }
 
 

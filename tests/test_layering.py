@@ -1,7 +1,10 @@
 """Imports inside ``shim`` point down only (the layering in DEVELOPERS' brief and README):
 
     spec (+ the leaf modules findings, strict_json, kernelfs, resources, sandbox)
-      <- protocol <- runtimes <- policy <- contract <- hooks | images | iac <- server <- cli
+      <- protocol <- runtimes <- policy <- contract <- hooks | images | iac <- server | deploy <- cli
+
+``deploy`` composes contract, images and iac (validate, build, push, plan, gate, apply), so it sits
+above them, beside ``server`` (neither uses the other).
 
 Every ``import``/``from ... import`` of a ``shim`` module anywhere in a module (top level or inside
 a function, where lazy imports hide) is read with ``ast``; an import of a higher layer, or of a
@@ -18,7 +21,7 @@ import pytest
 SHIM = Path(__file__).resolve().parents[1] / "shim"
 LEAVES = {"__init__", "findings", "strict_json", "kernelfs", "resources", "sandbox", "spec"}
 LAYERS = [LEAVES, {"protocol"}, {"runtimes"}, {"policy"}, {"contract"}, {"hooks", "images", "iac"},
-          {"server"}, {"cli"}]
+          {"server", "deploy"}, {"cli"}]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
 

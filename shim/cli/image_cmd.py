@@ -44,6 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--runtime-image", required=True, metavar="REF", help="the Level-1 image to build on")
     build.add_argument("--tag", metavar="REF", help="image reference (default localhost/kernelshim/NAME:VER)")
     build.add_argument("--push", action="store_true", help="push the tag to its registry after building")
+    build.add_argument(
+        "--tls-verify", action=argparse.BooleanOptionalAction, default=True,
+        help="--no-tls-verify pushes over plain HTTP (a registry on localhost or an internal mirror)",
+    )
     _add_common(build)
     build.set_defaults(handler=run_build)
 
@@ -184,7 +188,7 @@ def run_build(args: argparse.Namespace) -> int:
         built = build_kernel(
             client, args.kernel, args.runtime_image, tag=args.tag, push=args.push, images=args.images_dir,
             proxies=_proxies(args), network_mode=args.network, nocache=args.no_cache,
-            progress=_progress(args),
+            progress=_progress(args), tls_verify=args.tls_verify,
         )
     except (KernelContentError, ContextError, RuntimeMismatch) as exc:
         raise CommandFailed(str(exc)) from None

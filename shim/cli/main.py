@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "shim.cli.hook_cmd",
     "shim.cli.image_cmd",
     "shim.cli.tf_cmd",
+    "shim.cli.deploy_cmd",
 )
 
 

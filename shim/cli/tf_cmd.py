@@ -37,6 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--image", required=True, metavar="REF@sha256:DIGEST", help="the kernel's Level-2 image, by digest"
     )
     p_vars.add_argument("--module", choices=MODULE_CHOICES, default="k8s", help="target module (default k8s)")
+    p_vars.add_argument(
+        "--validation-report",
+        type=Path,
+        metavar="FILE.json",
+        help="`shim validate --format json` output for this kernel: its measured memory peak becomes "
+        "measured_memory_peak_bytes (the plan gate checks the pod's memory against it)",
+    )
     p_vars.set_defaults(handler=run_vars)
 
     for name, help_text in (
@@ -120,12 +127,33 @@ def run_vars(args: argparse.Namespace) -> int:
     from shim.iac.tfvars import TfvarsError, tfvars_for
 
     kernel = _read_kernel(args.kernel)
+    report = _read_validation_report(args.validation_report) if args.validation_report else None
     try:
-        values = tfvars_for(kernel, args.image, args.module)
+        values = tfvars_for(kernel, args.image, args.module, report)
     except (ImageRefError, TfvarsError) as exc:
         raise UsageError(str(exc)) from None
     print(json.dumps(values, indent=2, sort_keys=True))
     return 0
+
+
+def _read_validation_report(path: Path) -> dict:
+    """One kernel's entry of a `shim validate --format json` document (or that entry alone)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the validation report: {exc.strerror}") from None
+    except (ValueError, UnicodeDecodeError):
+        raise UsageError(f"{path}: the validation report is not JSON (write it with "
+                         "`shim validate KERNEL --format json > FILE.json`)") from None
+    if isinstance(data, dict) and isinstance(data.get("kernels"), list):
+        kernels = [k for k in data["kernels"] if isinstance(k, dict)]
+        if len(kernels) != 1:
+            raise UsageError(f"{path}: expected the report of exactly one kernel, found {len(kernels)}; "
+                             "validate this kernel alone")
+        data = kernels[0]
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a JSON object from `shim validate --format json`")
+    return data
 
 
 def _gate(args: argparse.Namespace):

@@ -6,7 +6,13 @@ Rules (data in policies/plan_policy.yaml, codes in shim/findings.py):
 * KS602/KS603 required Kubernetes labels / AWS tags present and non-empty;
 * KS604 GPUs claimed at full scale (per replica x autoscaler maximum, summed) within the cap;
 * KS605/KS606 every image pinned by digest and from an allowed location;
-* KS607 a value one of these rules needs is unknown until apply: the gate fails closed.
+* KS607 a value one of these rules needs is unknown until apply: the gate fails closed;
+* KS608-KS611 contract-derived rules on the serving workload (shim/iac/workload_rules.py):
+  memory covers the validator's measured peak, probes on the v2 health endpoints, monitoring;
+* KS612 every image is the one the deploy built (when the gate is told its digest).
+
+A root configuration whose plan has no image in any resource (a provider-free stand-in) is held
+to the same image rules on its ``image`` input variable (address ``var.image``).
 
 Each finding's ``path`` is the resource address, so the message points at the exact object.
 The attribute paths below are those of the hashicorp/kubernetes and hashicorp/aws provider
@@ -21,8 +27,9 @@ from typing import Any
 
 from shim.findings import Finding
 from shim.iac.image_ref import ImageRefError, parse_image_ref
-from shim.iac.plan_json import Plan, ResourceChange
+from shim.iac.plan_json import UNKNOWN, Plan, ResourceChange, lookup_path
 from shim.iac.plan_policy import PlanPolicy
+from shim.iac.workload_rules import check_workloads
 
 GPU_RESOURCE = "nvidia.com/gpu"
 _DEPLOYMENT_TYPES = ("kubernetes_deployment_v1", "kubernetes_deployment")
@@ -35,29 +42,9 @@ _HPA_TYPES = (
 _GPU_FAMILIES = ("ml.g", "ml.p")
 
 
-class _Unknown:
-    """Marks a value Terraform only learns during apply."""
-
-    def __repr__(self) -> str:
-        return "(known after apply)"
-
-
-UNKNOWN = _Unknown()
-
-
 def lookup(change: ResourceChange, *path: str | int) -> Any:
     """The planned value at ``path`` in ``change.after``; ``UNKNOWN`` if computed at apply; None if absent."""
-    value, unknown = change.after, change.after_unknown
-    for key in path:
-        if unknown is True:
-            return UNKNOWN
-        if isinstance(key, int):
-            value = value[key] if isinstance(value, list) and key < len(value) else None
-            unknown = unknown[key] if isinstance(unknown, list) and key < len(unknown) else False
-        else:
-            value = value.get(key) if isinstance(value, dict) else None
-            unknown = unknown.get(key, False) if isinstance(unknown, dict) else False
-    return UNKNOWN if unknown is True else value
+    return lookup_path(change.after, change.after_unknown, *path)
 
 
 def _items(value: Any) -> list[int]:
@@ -99,21 +86,32 @@ class GateResult:
 
 
 class PlanGate:
-    def __init__(self, policy: PlanPolicy, *, allow_destroy: bool = False) -> None:
+    def __init__(
+        self, policy: PlanPolicy, *, allow_destroy: bool = False, expected_image_digest: str | None = None
+    ) -> None:
         self.policy = policy
         self.allow_destroy = allow_destroy
+        #: ``sha256:<hex>`` of the image this deploy built and pushed (KS612); None: not checked.
+        self.expected_image_digest = expected_image_digest
 
     def evaluate(self, plan: Plan) -> GateResult:
         self._file = plan.source
         result = GateResult(plan=plan, gpu_cap=self.policy.gpu_cap)
         changes = [c for c in plan.resource_changes if c.mode == "managed"]
+        images_seen = 0
         for change in changes:
             if change.deletes and not self.allow_destroy:
                 result.findings.extend(self._destroy(change))
             if change.exists_after:
                 result.findings.extend(self._labels(change))
                 result.findings.extend(self._tags(change))
-                result.findings.extend(self._images(change))
+                images = list(self._image_paths(change))
+                images_seen += len(images)
+                result.findings.extend(self._images(change, images))
+        if images_seen == 0:
+            result.findings.extend(self._variable_image(plan))
+        existing = [c for c in changes if c.exists_after]
+        result.findings.extend(check_workloads(existing, self.policy.contract, self._finding))
         claims, gpu_findings = self._gpu_claims([c for c in changes if c.exists_after])
         result.gpu_claims = claims
         result.findings.extend(gpu_findings)
@@ -228,13 +226,28 @@ class PlanGate:
                 for i in _items(lookup(change, block)):
                     yield f"{block}[{i}].image", lookup(change, block, i, "image")
 
-    def _images(self, change: ResourceChange) -> Iterator[Finding]:
-        for where, image in self._image_paths(change):
+    def _variable_image(self, plan: Plan) -> Iterator[Finding]:
+        """No resource carries an image: hold the root's ``image`` input to the image rules."""
+        image = plan.variables.get("image")
+        if isinstance(image, str):
+            yield from self._images("var.image", [("the image input variable", image)])
+        elif self.expected_image_digest:
+            yield self._finding(
+                "KS612",
+                "plan",
+                "the plan deploys no image (no resource has one and there is no image variable), so it "
+                f"cannot be the image this deploy built ({self.expected_image_digest})",
+                expected="the built image in the workload or the root's image variable",
+                fix="pass the tfvars this deploy wrote to the root configuration",
+            )
+
+    def _images(self, change: ResourceChange | str, images: list[tuple[str, Any]]) -> Iterator[Finding]:
+        for where, image in images:
             if image is UNKNOWN:
                 yield self._finding(
                     "KS607",
                     change,
-                    f"{change.address}: {where} is known only after apply, so it cannot be "
+                    f"{_address(change)}: {where} is known only after apply, so it cannot be "
                     "checked for a digest",
                     expected="an image reference known at plan time",
                     fix="pass the image as a variable (shim tf vars --image REF@sha256:...)",
@@ -250,7 +263,7 @@ class PlanGate:
                 yield self._finding(
                     "KS605",
                     change,
-                    f"{change.address}: {where} {image!r} is not pinned by digest",
+                    f"{_address(change)}: {where} {image!r} is not pinned by digest",
                     expected="REGISTRY/REPOSITORY@sha256:<64 hex digits>",
                     fix="deploy the image by digest (shim tf vars --image REF@sha256:...)",
                 )
@@ -258,11 +271,22 @@ class PlanGate:
                 yield self._finding(
                     "KS606",
                     change,
-                    f"{change.address}: {where} {image!r} comes from {ref.location}, "
+                    f"{_address(change)}: {where} {image!r} comes from {ref.location}, "
                     "which is not an allowed image source",
                     expected=f"one of {', '.join(self.policy.allowed_image_sources)}",
                     fix="push the image to an allowed registry, or have Ops add its location to "
                     f"allowed_image_sources in {self.policy.source.name}",
+                )
+            expected = self.expected_image_digest
+            if expected and ref is not None and ref.pinned and ref.digest != expected:
+                yield self._finding(
+                    "KS612",
+                    change,
+                    f"{_address(change)}: {where} is pinned to {ref.digest}, not to {expected}, "
+                    "the image this deploy built and pushed",
+                    expected=f"an image reference ending in @{expected}",
+                    fix="deploy with the tfvars this run wrote (another tfvars file or a hard-coded image "
+                    "in the root configuration overrides them)",
                 )
 
     # KS604 -------------------------------------------------------------------------------------
@@ -391,6 +415,10 @@ class PlanGate:
             fix="lower the GPUs per replica or the autoscaler maximum, or ask Ops to raise gpu_cap in "
             f"{self.policy.source.name}",
         )
+
+
+def _address(change: ResourceChange | str) -> str:
+    return change if isinstance(change, str) else change.address
 
 
 class _GpuUnknown(Exception):

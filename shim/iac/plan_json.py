@@ -9,11 +9,38 @@ module reads. OpenTofu writes the same format.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 SUPPORTED_MAJOR_VERSIONS = ("0", "1")
+
+
+class _Unknown:
+    """Marks a value Terraform only learns during apply."""
+
+    def __repr__(self) -> str:
+        return "(known after apply)"
+
+
+UNKNOWN = _Unknown()
+
+
+def lookup_path(value: Any, unknown: Any, *path: str | int) -> Any:
+    """The value at ``path`` in a planned object; ``UNKNOWN`` if computed at apply; None if absent.
+
+    ``unknown`` is the matching ``after_unknown`` tree (``true`` where a value is unknown).
+    """
+    for key in path:
+        if unknown is True:
+            return UNKNOWN
+        if isinstance(key, int):
+            value = value[key] if isinstance(value, list) and key < len(value) else None
+            unknown = unknown[key] if isinstance(unknown, list) and key < len(unknown) else False
+        else:
+            value = value.get(key) if isinstance(value, dict) else None
+            unknown = unknown.get(key, False) if isinstance(unknown, dict) else False
+    return UNKNOWN if unknown is True else value
 
 
 class PlanFormatError(Exception):
@@ -65,6 +92,8 @@ class Plan:
     terraform_version: str
     resource_changes: tuple[ResourceChange, ...]
     source: str
+    #: The root module's input variables as planned (``variables.NAME.value``).
+    variables: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_plan(data: Any, source: str = "plan") -> Plan:
@@ -105,11 +134,18 @@ def parse_plan(data: Any, source: str = "plan") -> Plan:
             raise PlanFormatError(
                 f"{source}: resource_changes[{index}] lacks address, type or change.actions"
             ) from None
+    raw_variables = data.get("variables")
+    variables = {
+        name: entry.get("value")
+        for name, entry in (raw_variables.items() if isinstance(raw_variables, dict) else [])
+        if isinstance(name, str) and isinstance(entry, dict)
+    }
     return Plan(
         format_version=version,
         terraform_version=str(data.get("terraform_version", "unknown")),
         resource_changes=tuple(changes),
         source=source,
+        variables=variables,
     )
 
 

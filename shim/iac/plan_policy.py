@@ -21,6 +21,39 @@ class ProtectedResource:
 
 
 @dataclass(frozen=True)
+class ContractRules:
+    """The contract-derived rules (KS608-KS612); see policies/plan_policy.yaml ``contract_rules``."""
+
+    workload_types: frozenset[str] = frozenset({"kubernetes_deployment_v1", "kubernetes_deployment"})
+    memory_peak_annotation: str = "kernelshim.io/measured-memory-peak-bytes"
+    memory_headroom_percent: int = 0
+    readiness_paths: tuple[str, ...] = ("/v2/health/ready",)
+    liveness_paths: tuple[str, ...] = ("/v2/health/live",)
+    allow_grpc_probes: bool = True
+    monitoring_annotation: str = "kernelshim.io/monitoring"
+    scrape_annotations: tuple[tuple[str, str], ...] = (("prometheus.io/scrape", "true"),)
+    scrape_kinds: tuple[str, ...] = ("ServiceMonitor", "PodMonitor")
+    rule_kinds: tuple[str, ...] = ("PrometheusRule",)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ContractRules:
+        if not data:
+            return cls()
+        return cls(
+            workload_types=frozenset(data["workload_types"]),
+            memory_peak_annotation=data["memory"]["peak_annotation"],
+            memory_headroom_percent=int(data["memory"]["headroom_percent"]),
+            readiness_paths=tuple(data["probes"]["readiness_paths"]),
+            liveness_paths=tuple(data["probes"]["liveness_paths"]),
+            allow_grpc_probes=bool(data["probes"]["allow_grpc"]),
+            monitoring_annotation=data["monitoring"]["required_annotation"],
+            scrape_annotations=tuple(sorted(data["monitoring"]["scrape_annotations"].items())),
+            scrape_kinds=tuple(data["monitoring"]["scrape_kinds"]),
+            rule_kinds=tuple(data["monitoring"]["rule_kinds"]),
+        )
+
+
+@dataclass(frozen=True)
 class PlanPolicy:
     protected: tuple[ProtectedResource, ...]
     label_keys: tuple[str, ...]
@@ -31,6 +64,7 @@ class PlanPolicy:
     allowed_image_sources: tuple[str, ...]
     sagemaker_instance_gpus: dict[str, int]
     source: Path
+    contract: ContractRules = ContractRules()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: Path) -> PlanPolicy:
@@ -44,6 +78,7 @@ class PlanPolicy:
             allowed_image_sources=tuple(data["allowed_image_sources"]),
             sagemaker_instance_gpus=dict(data["sagemaker_instance_gpus"]),
             source=source,
+            contract=ContractRules.from_dict(data.get("contract_rules")),
         )
 
 

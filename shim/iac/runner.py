@@ -113,6 +113,13 @@ class TerraformRunner:
         # A saved plan is applied without a prompt; -input=false makes sure nothing waits for one.
         self._run("apply", "-input=false", "-no-color", str(plan_file))
 
+    def outputs(self) -> dict[str, object]:
+        """The root module's outputs after apply (``terraform output -json``), name -> value."""
+        import json
+
+        data = json.loads(self._run("output", "-json", "-no-color", capture=True) or "{}")
+        return {name: entry.get("value") for name, entry in data.items() if isinstance(entry, dict)}
+
     def plan_and_gate(self, gate: PlanGate) -> GatedPlan:
         """init, plan -out, show -json, and the policy gate on that JSON."""
         import json

@@ -64,5 +64,8 @@ def synth_kernel_endpoint(
     stack_name: str | None = None,
 ) -> Path:
     """The contract's variables (as ``shim tf vars``) plus Ops' ``platform`` variables, synthesized."""
-    variables = {**tfvars_for(kernel, image, module), **dict(platform or {})}
+    # A null value means "the module's default" (e.g. no measured memory peak): leave it out, as
+    # the synthesized JSON would anyway.
+    contract = {k: v for k, v in tfvars_for(kernel, image, module).items() if v is not None}
+    variables = {**contract, **dict(platform or {})}
     return synth_endpoint(module, variables, outdir=outdir, stack_name=stack_name or kernel.name)

@@ -48,13 +48,37 @@ def batching_environment(kernel: Kernel) -> dict[str, str]:
     }
 
 
+def measured_memory_peak(report: Any) -> int | None:
+    """Peak resident memory (bytes) the validator measured, or None when the report has none.
+
+    Read defensively: a ``ValidationReport`` carries it as ``memory_peak.rss_bytes``; a report read
+    back from ``shim validate --format json`` carries ``memory.peak_rss_bytes``. Anything else (no
+    report, an older validator, a hostile file) yields None rather than a wrong figure.
+    """
+    if report is None:
+        return None
+    if isinstance(report, dict):
+        memory = report.get("memory")
+        value = memory.get("peak_rss_bytes") if isinstance(memory, dict) else None
+    else:
+        value = getattr(getattr(report, "memory_peak", None), "rss_bytes", None)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def monitoring_enabled(kernel: Kernel) -> bool:
+    """True when the contract has a ``monitoring`` block: the endpoint must be scraped and alerted on."""
+    return isinstance(kernel.metadata.get("monitoring"), dict)
+
+
 def _extra_labels(kernel: Kernel) -> dict[str, str]:
     labels = dict(kernel.metadata.get("labels") or {})
     labels.pop(DATA_CLASSIFICATION_LABEL, None)  # has its own variable
     return labels
 
 
-def _common(kernel: Kernel, image: str) -> dict[str, Any]:
+def _common(kernel: Kernel, image: str, report: Any = None) -> dict[str, Any]:
     require_pinned(image)
     resources = kernel.metadata.get("resources") or {}
     return {
@@ -65,12 +89,14 @@ def _common(kernel: Kernel, image: str) -> dict[str, Any]:
         "data_classification": data_classification(kernel),
         "gpu": int(resources.get("gpu", 0)),
         "environment": batching_environment(kernel),
+        "measured_memory_peak_bytes": measured_memory_peak(report),
     }
 
 
-def k8s_tfvars(kernel: Kernel, image: str) -> dict[str, Any]:
-    values = _common(kernel, image)
+def k8s_tfvars(kernel: Kernel, image: str, report: Any = None) -> dict[str, Any]:
+    values = _common(kernel, image, report)
     values["labels"] = _extra_labels(kernel)
+    values["monitoring_enabled"] = monitoring_enabled(kernel)
     resources = kernel.metadata.get("resources") or {}
     for key in ("cpu", "memory"):
         if key in resources:
@@ -78,9 +104,9 @@ def k8s_tfvars(kernel: Kernel, image: str) -> dict[str, Any]:
     return values
 
 
-def sagemaker_tfvars(kernel: Kernel, image: str) -> dict[str, Any]:
+def sagemaker_tfvars(kernel: Kernel, image: str, report: Any = None) -> dict[str, Any]:
     # cpu and memory have no SageMaker counterpart: the instance type (a platform input) sets them.
-    values = _common(kernel, image)
+    values = _common(kernel, image, report)
     values["tags"] = _extra_labels(kernel)
     return values
 
@@ -88,6 +114,11 @@ def sagemaker_tfvars(kernel: Kernel, image: str) -> dict[str, Any]:
 BUILDERS = {"k8s": k8s_tfvars, "sagemaker": sagemaker_tfvars}
 
 
-def tfvars_for(kernel: Kernel, image: str, module: str) -> dict[str, Any]:
-    """Variables for ``module`` ("k8s" or "sagemaker"); raises ``TfvarsError``/``ImageRefError``."""
-    return BUILDERS[module](kernel, image)
+def tfvars_for(kernel: Kernel, image: str, module: str, report: Any = None) -> dict[str, Any]:
+    """Variables for ``module`` ("k8s" or "sagemaker"); raises ``TfvarsError``/``ImageRefError``.
+
+    ``report`` is the kernel's validation report (a ``ValidationReport`` or its JSON form): its
+    measured memory peak becomes ``measured_memory_peak_bytes`` so the plan gate can check the
+    pod's memory against it.
+    """
+    return BUILDERS[module](kernel, image, report)

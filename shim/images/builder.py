@@ -100,6 +100,7 @@ class BaseBuildOptions:
     network_mode: str | None = None
     nocache: bool = False
     push: bool = False
+    tls_verify: bool = True
 
 
 def _silent(_: str) -> None:
@@ -171,15 +172,35 @@ def _api_error_text(exc: Any) -> str:
     return str(explanation or exc).strip()
 
 
-def push_image(client: docker.DockerClient, ref: str, progress: Progress = _silent) -> None:
-    """Push ``ref`` to its registry, streaming the engine's status lines; ``BuildFailed`` on error."""
+def push_image(
+    client: docker.DockerClient, ref: str, progress: Progress = _silent, *, tls_verify: bool = True
+) -> list[str]:
+    """Push ``ref`` to its registry, streaming the engine's status lines; ``BuildFailed`` on error.
+
+    ``tls_verify=False`` pushes over plain HTTP / unverified TLS (a registry on localhost in a test,
+    an internal mirror): Podman's API takes it as the ``tlsVerify`` query parameter, which the docker
+    SDK does not expose; Docker ignores the parameter (it trusts loopback registries by itself).
+    Returns the engine's status lines (the last names the pushed digest).
+    """
     from docker.errors import APIError, DockerException
     from docker.utils import parse_repository_tag
 
     repository, tag = parse_repository_tag(ref)
     output: list[str] = []
     try:
-        for chunk in client.api.push(repository, tag=tag or "latest", stream=True, decode=True):
+        if tls_verify:
+            stream = client.api.push(repository, tag=tag or "latest", stream=True, decode=True)
+        else:
+            api = client.api
+            response = api._post(  # the SDK's own request path, plus the one parameter it lacks
+                api._url("/images/{0}/push", repository),
+                params={"tag": tag or "latest", "tlsVerify": "false"},
+                headers={"X-Registry-Auth": "e30="},  # base64 "{}": no credentials
+                stream=True,
+            )
+            api._raise_for_status(response)
+            stream = api._stream_helper(response, decode=True)
+        for chunk in stream:
             text = _chunk_text(chunk)
             if text:
                 output.append(text)
@@ -194,6 +215,7 @@ def push_image(client: docker.DockerClient, ref: str, progress: Progress = _sile
         raise BuildFailed(
             f"pushing {ref} failed: lost the connection to the container engine: {exc}", output
         ) from None
+    return output
 
 
 # -- Level 0 and 1 ----------------------------------------------------------------------------
@@ -211,7 +233,7 @@ def build_base(
     else:
         raise ValueError(f"level must be 0 or 1, not {options.level}")
     if options.push:
-        push_image(client, built.tag, progress)
+        push_image(client, built.tag, progress, tls_verify=options.tls_verify)
     return built
 
 
@@ -334,6 +356,7 @@ def build_kernel(
     network_mode: str | None = None,
     nocache: bool = False,
     progress: Progress = _silent,
+    tls_verify: bool = True,
 ) -> BuiltImage:
     """Build the Level-2 image of the kernel at ``kernel_dir`` on ``runtime_image``.
 
@@ -359,5 +382,5 @@ def build_kernel(
         client, context, target, buildargs, network_mode=network_mode, nocache=nocache, progress=progress
     )
     if push:
-        push_image(client, target, progress)
+        push_image(client, target, progress, tls_verify=tls_verify)
     return built

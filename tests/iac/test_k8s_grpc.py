@@ -139,14 +139,14 @@ H2C = {"name": "h2c", "containerPort": 8081, "protocol": "TCP"}
     ("platform", "grpc_port", "kserve_ports"),
     [
         ({}, "8081", [HTTP1, H2C]),
-        ({"serving_mode": "kserve"}, "8081", [HTTP1, H2C]),  # RawDeployment (the default)
-        ({"serving_mode": "kserve", "kserve_deployment_mode": "Serverless"}, "0", [HTTP1]),  # one port
+        ({"serving_mode": "kserve"}, "8081", [HTTP1, H2C]),  # Standard (the default)
+        ({"serving_mode": "kserve", "kserve_deployment_mode": "Knative"}, "0", [HTTP1]),  # one port
         ({"grpc_port": 0}, "0", [HTTP1]),
         ({"serving_mode": "kserve", "grpc_port": 0}, "0", [HTTP1]),
         ({"grpc_port": 9000, "port": 9001}, "9000",
          [{**HTTP1, "containerPort": 9001}, {**H2C, "containerPort": 9000}]),
     ],
-    ids=["deployment", "kserve-raw", "kserve-serverless", "deployment-off", "kserve-off", "custom-ports"],
+    ids=["deployment", "kserve-raw", "kserve-knative", "deployment-off", "kserve-off", "custom-ports"],
 )
 def test_locals_per_serving_mode(terraform, make_kernel, tmp_path, platform, grpc_port, kserve_ports):
     values = tfvars_for(read_kernel(make_kernel()), IMAGE, "k8s")

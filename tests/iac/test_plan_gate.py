@@ -192,7 +192,7 @@ def test_values_unknown_until_apply_fail_closed():
 
 
 def test_every_gate_code_is_registered():
-    assert {f"KS60{i}" for i in range(1, 8)} <= set(CODES)
+    assert {f"KS6{i:02d}" for i in range(1, 13)} <= set(CODES)  # KS601-KS612
 
 
 def test_unsupported_inputs_are_clear_errors():

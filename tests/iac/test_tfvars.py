@@ -27,6 +27,8 @@ def test_k8s_values_come_from_the_contract(make_kernel):
         "memory": "1Gi",
         "gpu": 1,
         "environment": {"KERNELSHIM_MAX_BATCH_SIZE": "64", "KERNELSHIM_MAX_QUEUE_DELAY_US": "200"},
+        "measured_memory_peak_bytes": None,
+        "monitoring_enabled": False,
     }
 
 
@@ -86,3 +88,52 @@ def test_cli_errors_are_one_clear_line(make_kernel, tmp_path, capsys):
 
     assert main(["tf", "vars", str(tmp_path / "nope"), "--image", IMAGE]) == 2
     assert "no such kernel directory" in capsys.readouterr().err
+
+
+class _MemoryPeak:
+    def __init__(self, rss_bytes):
+        self.rss_bytes = rss_bytes
+
+
+class _Report:
+    """The shape the validator's report has once it measures memory (``memory_peak.rss_bytes``)."""
+
+    def __init__(self, rss_bytes):
+        self.memory_peak = _MemoryPeak(rss_bytes)
+
+
+@pytest.mark.parametrize("module", ["k8s", "sagemaker"])
+def test_measured_memory_peak_is_carried_from_the_report(make_kernel, module):
+    kernel = read_kernel(make_kernel())
+    image = IMAGE if module == "k8s" else ECR_IMAGE
+    assert tfvars_for(kernel, image, module, _Report(734003200))["measured_memory_peak_bytes"] == 734003200
+    json_report = {"kernel": "k", "memory": {"peak_rss_bytes": 5, "device_peak_bytes": None, "batch_size": 4}}
+    assert tfvars_for(kernel, image, module, json_report)["measured_memory_peak_bytes"] == 5
+
+
+@pytest.mark.parametrize("report", [None, object(), {}, {"memory": None}, {"memory": {"peak_rss_bytes": "9"}},
+                                    {"memory": {"peak_rss_bytes": -1}}, {"memory": {"peak_rss_bytes": True}},
+                                    _Report(None)])
+def test_a_report_without_a_usable_peak_gives_null(make_kernel, report):
+    values = tfvars_for(read_kernel(make_kernel()), IMAGE, "k8s", report)
+    assert values["measured_memory_peak_bytes"] is None
+
+
+def test_monitoring_profile_turns_monitoring_on(make_kernel):
+    kernel = read_kernel(make_kernel())
+    assert tfvars_for(kernel, IMAGE, "k8s")["monitoring_enabled"] is False
+    kernel.metadata["monitoring"] = {"alerts": []}
+    assert tfvars_for(kernel, IMAGE, "k8s")["monitoring_enabled"] is True
+    assert "monitoring_enabled" not in tfvars_for(kernel, ECR_IMAGE, "sagemaker")
+
+
+def test_cli_carries_the_validation_report(make_kernel, tmp_path, capsys):
+    report = tmp_path / "report.json"
+    entry = {"kernel": "k", "memory": {"peak_rss_bytes": 1234}}
+    report.write_text(json.dumps({"ok": True, "kernels": [entry]}))
+    assert main(["tf", "vars", str(make_kernel()), "--image", IMAGE, "--validation-report", str(report)]) == 0
+    assert json.loads(capsys.readouterr().out)["measured_memory_peak_bytes"] == 1234
+    report.write_text("not json")
+    assert main(["tf", "vars", str(make_kernel("other")), "--image", IMAGE,
+                 "--validation-report", str(report)]) == 2
+    assert "validation report is not JSON" in capsys.readouterr().err

@@ -24,6 +24,9 @@ module "endpoint" {
   gpu                 = var.gpu
   environment         = var.environment
 
+  measured_memory_peak_bytes = var.measured_memory_peak_bytes
+  monitoring_enabled         = var.monitoring_enabled
+
   namespace                  = var.namespace
   serving_mode               = var.serving_mode
   grpc_port                  = var.grpc_port

@@ -56,3 +56,15 @@ variable "environment" {
   type        = map(string)
   default     = {}
 }
+
+variable "measured_memory_peak_bytes" {
+  description = "Peak memory (bytes) the validator measured on the kernel's golden samples; null when not measured."
+  type        = number
+  default     = null
+}
+
+variable "monitoring_enabled" {
+  description = "True when the kernel's contract has a monitoring block."
+  type        = bool
+  default     = false
+}

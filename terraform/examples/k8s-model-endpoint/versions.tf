@@ -4,7 +4,7 @@ terraform {
   required_providers {
     kubernetes = {
       source  = "hashicorp/kubernetes"
-      version = ">= 2.16.0, < 3.0.0"
+      version = ">= 2.16.1, < 3.0.0"
     }
   }
 }

@@ -21,6 +21,8 @@ module "endpoint" {
   gpu                 = var.gpu
   environment         = var.environment
 
+  measured_memory_peak_bytes = var.measured_memory_peak_bytes
+
   execution_role_arn     = var.execution_role_arn
   vpc_subnet_ids         = var.vpc_subnet_ids
   vpc_security_group_ids = var.vpc_security_group_ids

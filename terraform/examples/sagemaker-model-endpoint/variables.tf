@@ -44,3 +44,9 @@ variable "environment" {
   type        = map(string)
   default     = {}
 }
+
+variable "measured_memory_peak_bytes" {
+  description = "Peak memory (bytes) the validator measured on the kernel's golden samples; null when not measured."
+  type        = number
+  default     = null
+}

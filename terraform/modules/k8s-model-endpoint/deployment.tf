@@ -186,7 +186,7 @@ resource "kubernetes_service_v1" "endpoint" {
       protocol    = "TCP"
     }
 
-    # gRPC on its own number (as KServe's RawDeployment publishes it); appProtocol tells meshes,
+    # gRPC on its own number (as KServe's Standard mode publishes it); appProtocol tells meshes,
     # ingress controllers and cloud load balancers to speak HTTP/2 to it.
     dynamic "port" {
       for_each = local.grpc ? [local.grpc_port] : []

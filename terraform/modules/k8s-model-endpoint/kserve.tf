@@ -2,9 +2,13 @@
 # custom Open Inference Protocol (v2) runtime. KServe then owns the Deployment, Service and
 # autoscaler; the PodDisruptionBudget and NetworkPolicy (disruption.tf) still apply.
 # kubernetes_manifest reads the CRD schema at plan time, so KServe must be installed first.
-# gRPC: in RawDeployment the container declares a second port named "h2c" (local.kserve_ports), the
+# gRPC: in Standard mode the container declares a second port named "h2c" (local.kserve_ports), the
 # way KServe's custom predictors expose gRPC; KServe's predictor Service then carries it. Knative
-# (Serverless) accepts one port, so that mode is REST only. The probes stay on REST.
+# accepts one port, so that mode is REST only. The probes stay on REST.
+# Autoscaling: KServe (0.15+) reads the CPU target from spec.predictor.scaleMetric/scaleTarget; the
+# older serving.kserve.io/metric and targetUtilizationPercentage annotations are ignored.
+# Rollout: canaryTrafficPercent (Knative mode) sends that share to the new revision; the rest stays
+# on the last ready one until it is raised to 100 (see the module README, "Rollouts").
 
 resource "kubernetes_manifest" "inference_service" {
   count = local.kserve ? 1 : 0
@@ -17,14 +21,18 @@ resource "kubernetes_manifest" "inference_service" {
       namespace = var.namespace
       labels    = local.labels
       annotations = merge(local.annotations, {
-        "serving.kserve.io/deploymentMode"              = var.kserve_deployment_mode
-        "serving.kserve.io/autoscalerClass"             = "hpa"
-        "serving.kserve.io/metric"                      = "cpu"
-        "serving.kserve.io/targetUtilizationPercentage" = tostring(var.target_cpu_utilization_percent)
+        "serving.kserve.io/deploymentMode"  = var.kserve_deployment_mode
+        "serving.kserve.io/autoscalerClass" = "hpa"
       })
     }
     spec = {
       predictor = {
+        # Only a real canary (below 100) is written: null leaves the field out of the object the
+        # provider sends, and KServe reads an absent field as "all traffic to the newest ready
+        # revision" (Standard mode has no revisions to split).
+        canaryTrafficPercent         = var.kserve_canary_traffic_percent < 100 ? var.kserve_canary_traffic_percent : null
+        scaleMetric                  = "cpu"
+        scaleTarget                  = var.target_cpu_utilization_percent
         minReplicas                  = var.min_replicas
         maxReplicas                  = var.max_replicas
         serviceAccountName           = var.service_account_name
@@ -96,5 +104,11 @@ resource "kubernetes_manifest" "inference_service" {
       condition     = !local.grpc || local.grpc_port != var.port
       error_message = "The grpc_port must differ from port (or be 0 to turn gRPC off)."
     }
+
+    precondition {
+      condition     = var.kserve_canary_traffic_percent == 100 || var.kserve_deployment_mode == "Knative"
+      error_message = "kserve_canary_traffic_percent below 100 needs kserve_deployment_mode = \"Knative\": Standard mode keeps no previous revision to split traffic with."
+    }
   }
 }
+

@@ -32,9 +32,9 @@ locals {
   pod_selector_labels = local.kserve ? { "serving.kserve.io/inferenceservice" = var.model_name } : local.selector_labels
 
   # The Open Inference Protocol over gRPC next to REST, on grpc_port (0: off). Knative, which runs
-  # KServe's Serverless mode, routes a single container port, so there the endpoint is REST only
-  # and the server is told so (KERNELSHIM_GRPC_PORT=0) rather than listening where nothing routes.
-  grpc_port = local.kserve && var.kserve_deployment_mode == "Serverless" ? 0 : var.grpc_port
+  # KServe's Knative mode (formerly Serverless), routes a single container port, so there the
+  # endpoint is REST only and the server is told so (KERNELSHIM_GRPC_PORT=0) rather than listening where nothing routes.
+  grpc_port = local.kserve && var.kserve_deployment_mode == "Knative" ? 0 : var.grpc_port
   grpc      = local.grpc_port > 0
 
   environment = merge(var.environment, {
@@ -46,7 +46,7 @@ locals {
 
   # The InferenceService's container ports, the way KServe reads them: the first is the HTTP port
   # (the predictor Service's port 80); gRPC is a port named "h2c" (HTTP/2 cleartext), which
-  # RawDeployment publishes on the predictor Service under its own number. Every port is named:
+  # Standard mode publishes on the predictor Service under its own number. Every port is named:
   # a Service with several ports needs names.
   kserve_ports = concat(
     [{ name = "http1", containerPort = var.port, protocol = "TCP" }],
@@ -60,9 +60,18 @@ locals {
 
   container_resources = merge({ cpu = var.cpu, memory = var.memory }, local.gpu_resources)
 
-  annotations = {
+  annotations = merge({
     "prometheus.io/scrape" = "true"
     "prometheus.io/port"   = tostring(var.port)
     "prometheus.io/path"   = "/metrics"
-  }
+  }, local.contract_annotations)
+
+  # What the validator measured and the contract asks for, carried into the plan so the plan gate
+  # (policies/plan_policy.yaml) can check the pod against it from the plan JSON alone.
+  contract_annotations = merge(
+    var.measured_memory_peak_bytes == null ? {} : {
+      "kernelshim.io/measured-memory-peak-bytes" = format("%d", var.measured_memory_peak_bytes)
+    },
+    { "kernelshim.io/monitoring" = var.monitoring_enabled ? "true" : "false" },
+  )
 }

@@ -7,12 +7,15 @@
 # before any provider is contacted.
 
 variable "model_name" {
-  description = "Model name from the contract (`name`). Names the Deployment, Service and every other object: a DNS-1123 label."
+  description = "Model name from the contract (`name`). Names the Deployment, Service, InferenceService and every other object: a DNS-1035 label (a Service name and KServe's InferenceService name must start with a letter)."
   type        = string
 
+  # DNS-1035, not DNS-1123: Kubernetes rejects a Service name starting with a digit, and KServe's
+  # admission webhook rejects such an InferenceService name, so the leading letter is needed in
+  # both serving modes. Checked here so the plan fails before any provider is contacted.
   validation {
-    condition     = length(var.model_name) <= 63 && can(regex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", var.model_name))
-    error_message = "The model_name must be a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters."
+    condition     = length(var.model_name) <= 63 && can(regex("^[a-z]([-a-z0-9]*[a-z0-9])?$", var.model_name))
+    error_message = "The model_name must be a DNS-1035 label: lower-case letters, digits and '-', starting with a letter and ending with a letter or digit, at most 63 characters (Kubernetes Service and KServe InferenceService names cannot start with a digit). Rename the kernel in model_metadata.json."
   }
 }
 
@@ -117,5 +120,27 @@ variable "environment" {
   validation {
     condition     = alltrue([for key in keys(var.environment) : can(regex("^[A-Za-z_][A-Za-z0-9_]*$", key))])
     error_message = "Environment variable names must match ^[A-Za-z_][A-Za-z0-9_]*$."
+  }
+}
+
+variable "measured_memory_peak_bytes" {
+  description = "Peak resident memory (bytes) the validator measured while running the kernel's golden samples (`shim validate`; carried by `shim tf vars`). Surfaced as the annotation kernelshim.io/measured-memory-peak-bytes so the plan gate can check that the memory request and limit cover it. null: not measured."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.measured_memory_peak_bytes == null || try(var.measured_memory_peak_bytes >= 0 && floor(var.measured_memory_peak_bytes) == var.measured_memory_peak_bytes, false)
+    error_message = "The measured_memory_peak_bytes must be null or a whole number of bytes (0 or more)."
+  }
+}
+
+variable "monitoring_enabled" {
+  description = "True when the kernel's contract has a `monitoring` block: the endpoint must then be scraped by Prometheus and ship its alert rules. Surfaced as the annotation kernelshim.io/monitoring so the plan gate can require the scrape annotations and a PrometheusRule."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = var.monitoring_enabled != null
+    error_message = "The monitoring_enabled must be true or false."
   }
 }

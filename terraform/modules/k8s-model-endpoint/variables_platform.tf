@@ -35,7 +35,7 @@ variable "port" {
 }
 
 variable "grpc_port" {
-  description = "Port the shim's gRPC endpoint (the Open Inference Protocol over gRPC, plus grpc.health.v1) listens on inside the container; 8081 is KServe's gRPC port. 0 turns gRPC off. Not served in KServe Serverless mode, whose Knative routes one port (REST)."
+  description = "Port the shim's gRPC endpoint (the Open Inference Protocol over gRPC, plus grpc.health.v1) listens on inside the container; 8081 is KServe's gRPC port. 0 turns gRPC off. Not served in KServe Knative mode, which routes one port (REST)."
   type        = number
   default     = 8081
 
@@ -96,12 +96,23 @@ variable "service_account_name" {
 }
 
 variable "kserve_deployment_mode" {
-  description = "KServe deployment mode when serving_mode is \"kserve\": RawDeployment (plain Deployment + HPA managed by KServe) or Serverless (Knative)."
+  description = "KServe deployment mode when serving_mode is \"kserve\": Standard (a Deployment + HPA that KServe manages; called RawDeployment before KServe 0.16) or Knative (Knative Serving, scale to zero and canary traffic; called Serverless before 0.16)."
   type        = string
-  default     = "RawDeployment"
+  default     = "Standard"
 
   validation {
-    condition     = contains(["RawDeployment", "Serverless"], var.kserve_deployment_mode)
-    error_message = "The kserve_deployment_mode must be RawDeployment or Serverless."
+    condition     = contains(["Standard", "Knative"], var.kserve_deployment_mode)
+    error_message = "The kserve_deployment_mode must be Standard or Knative (KServe 0.16 renamed RawDeployment to Standard and Serverless to Knative; use the new names)."
+  }
+}
+
+variable "kserve_canary_traffic_percent" {
+  description = "KServe canary rollout: percent of traffic (0-100) the newest revision receives; the rest stays on the last ready revision. 100 (the default) sends all traffic to the new revision once it is ready. Below 100 needs kserve_deployment_mode = \"Knative\" (Standard mode has no revisions to split between). Promote by raising it to 100 once the readiness probe (golden samples) and the alert rules stay green; set 0 to roll back."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.kserve_canary_traffic_percent >= 0 && var.kserve_canary_traffic_percent <= 100 && floor(var.kserve_canary_traffic_percent) == var.kserve_canary_traffic_percent
+    error_message = "The kserve_canary_traffic_percent must be a whole number from 0 to 100."
   }
 }

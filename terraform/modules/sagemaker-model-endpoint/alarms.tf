@@ -1,4 +1,6 @@
-# Alarms on the variant: more than 10 server errors in 5 minutes, and p99 model latency.
+# Alarms on the variant: more than 10 server errors in 5 minutes, and p99 model latency. They name
+# the endpoint by var.model_name (its name), not by the endpoint resource: the endpoint's blue/green
+# deployment_config lists them for automatic rollback, so they must not depend on it.
 
 resource "aws_cloudwatch_metric_alarm" "errors_5xx" {
   alarm_name          = "${var.model_name}-5xx-errors"
@@ -15,7 +17,7 @@ resource "aws_cloudwatch_metric_alarm" "errors_5xx" {
   ok_actions          = var.alarm_actions
 
   dimensions = {
-    EndpointName = aws_sagemaker_endpoint.this.name
+    EndpointName = var.model_name
     VariantName  = var.variant_name
   }
 
@@ -39,7 +41,7 @@ resource "aws_cloudwatch_metric_alarm" "latency_p99" {
   ok_actions          = var.alarm_actions
 
   dimensions = {
-    EndpointName = aws_sagemaker_endpoint.this.name
+    EndpointName = var.model_name
     VariantName  = var.variant_name
   }
 

@@ -17,6 +17,7 @@ locals {
 
   tags = merge(var.tags, { ModelName = var.model_name, ModelVersion = var.model_version }, local.required_tags)
 
+
   environment = merge(var.environment, {
     KERNELSHIM_MODEL_NAME    = var.model_name
     KERNELSHIM_MODEL_VERSION = var.model_version
@@ -114,9 +115,50 @@ resource "aws_sagemaker_endpoint_configuration" "this" {
   }
 }
 
+# A new image or setting creates a new endpoint configuration; SageMaker then moves traffic to a new
+# (green) fleet in steps (CANARY: one step of traffic_shift_percent, then the rest; LINEAR: equal
+# steps of traffic_shift_percent), waits traffic_shift_wait_seconds after each, and rolls back to
+# the old (blue) fleet by itself if the module's 5xx or latency alarm fires meanwhile.
 resource "aws_sagemaker_endpoint" "this" {
   name                 = var.model_name
   endpoint_config_name = aws_sagemaker_endpoint_configuration.this.name
+
+  deployment_config {
+    blue_green_update_policy {
+      termination_wait_in_seconds          = var.traffic_shift_termination_wait_seconds
+      maximum_execution_timeout_in_seconds = var.traffic_shift_timeout_seconds
+
+      traffic_routing_configuration {
+        type                     = var.traffic_shift_mode
+        wait_interval_in_seconds = var.traffic_shift_wait_seconds
+
+        dynamic "canary_size" {
+          for_each = var.traffic_shift_mode == "CANARY" ? [var.traffic_shift_percent] : []
+          content {
+            type  = "CAPACITY_PERCENT"
+            value = canary_size.value
+          }
+        }
+
+        dynamic "linear_step_size" {
+          for_each = var.traffic_shift_mode == "LINEAR" ? [var.traffic_shift_percent] : []
+          content {
+            type  = "CAPACITY_PERCENT"
+            value = linear_step_size.value
+          }
+        }
+      }
+    }
+
+    auto_rollback_configuration {
+      alarms {
+        alarm_name = aws_cloudwatch_metric_alarm.errors_5xx.alarm_name
+      }
+      alarms {
+        alarm_name = aws_cloudwatch_metric_alarm.latency_p99.alarm_name
+      }
+    }
+  }
 
   tags = local.tags
 }

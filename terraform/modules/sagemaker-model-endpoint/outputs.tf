@@ -27,3 +27,8 @@ output "tags" {
   description = "Tags put on every resource, including the required CostCenter, ManagedBy and DataClassification."
   value       = local.tags
 }
+
+output "measured_memory_peak_bytes" {
+  description = "Peak memory (bytes) the validator measured on the kernel's golden samples (null: not measured): what one instance of instance_type must hold besides the server."
+  value       = var.measured_memory_peak_bytes
+}

@@ -97,3 +97,14 @@ variable "environment" {
     error_message = "Environment variable names must match ^[A-Za-z_][A-Za-z0-9_]*$."
   }
 }
+
+variable "measured_memory_peak_bytes" {
+  description = "Peak resident memory (bytes) the validator measured while running the kernel's golden samples (`shim validate`; carried by `shim tf vars`). Reported as the output measured_memory_peak_bytes, so the plan shows what one instance must hold (not a tag: the figure would change every resource's tags on each new measurement). null: not measured."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.measured_memory_peak_bytes == null || try(var.measured_memory_peak_bytes >= 0 && floor(var.measured_memory_peak_bytes) == var.measured_memory_peak_bytes, false)
+    error_message = "The measured_memory_peak_bytes must be null or a whole number of bytes (0 or more)."
+  }
+}

@@ -124,3 +124,58 @@ variable "kms_key_rotation_period_days" {
     error_message = "The kms_key_rotation_period_days must be from 90 to 2560."
   }
 }
+
+variable "traffic_shift_mode" {
+  description = "How an update shifts traffic from the old (blue) fleet to the new (green) one: CANARY (traffic_shift_percent first, then the rest), LINEAR (steps of traffic_shift_percent) or ALL_AT_ONCE. Any alarm of the module firing during the shift rolls the update back."
+  type        = string
+  default     = "CANARY"
+
+  validation {
+    condition     = contains(["CANARY", "LINEAR", "ALL_AT_ONCE"], var.traffic_shift_mode)
+    error_message = "The traffic_shift_mode must be CANARY, LINEAR or ALL_AT_ONCE."
+  }
+}
+
+variable "traffic_shift_percent" {
+  description = "Percent of the capacity moved per step: the canary's size (CANARY) or each step (LINEAR). Ignored for ALL_AT_ONCE."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.traffic_shift_percent >= 1 && var.traffic_shift_percent <= 99 && floor(var.traffic_shift_percent) == var.traffic_shift_percent
+    error_message = "The traffic_shift_percent must be a whole number from 1 to 99."
+  }
+}
+
+variable "traffic_shift_wait_seconds" {
+  description = "Seconds SageMaker watches the alarms after each traffic step before the next (the baking time)."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.traffic_shift_wait_seconds >= 0 && var.traffic_shift_wait_seconds <= 3600 && floor(var.traffic_shift_wait_seconds) == var.traffic_shift_wait_seconds
+    error_message = "The traffic_shift_wait_seconds must be a whole number from 0 to 3600."
+  }
+}
+
+variable "traffic_shift_termination_wait_seconds" {
+  description = "Seconds the old fleet is kept after all traffic moved, so a late alarm can still roll back."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.traffic_shift_termination_wait_seconds >= 0 && var.traffic_shift_termination_wait_seconds <= 3600 && floor(var.traffic_shift_termination_wait_seconds) == var.traffic_shift_termination_wait_seconds
+    error_message = "The traffic_shift_termination_wait_seconds must be a whole number from 0 to 3600."
+  }
+}
+
+variable "traffic_shift_timeout_seconds" {
+  description = "Longest a blue/green update may run (600-14400 s) before SageMaker rolls it back."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.traffic_shift_timeout_seconds >= 600 && var.traffic_shift_timeout_seconds <= 14400 && floor(var.traffic_shift_timeout_seconds) == var.traffic_shift_timeout_seconds
+    error_message = "The traffic_shift_timeout_seconds must be a whole number from 600 to 14400."
+  }
+}
