@@ -268,7 +268,9 @@ def _read_npy(kernel: Kernel, path: Path) -> dict[str, np.ndarray]:
     try:
         with path.open("rb") as handle:
             version = np.lib.format.read_magic(handle)
-            shape, _order, dtype = np.lib.format._read_array_header(handle, version)  # type: ignore[attr-defined]
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            _shape, _order, dtype = read_header(handle)
     except Exception:
         raise _fail("KS720", path, "", "is not a NumPy .npy file", expected="a file written by numpy.save",
                     fix="save the array with numpy.save") from None

@@ -118,6 +118,9 @@ class Monitor:
                              (*labels, "feature"), registry=registry)
         self.m_windows = Counter("shim_drift_windows", "Monitoring windows evaluated.", labels,
                                  registry=registry).labels(model, version)
+        self.m_drifting = Counter("shim_drift_windows_drifting", "Windows in which at least one test drifted "
+                                  "(corrected p-value below level); the false-alarm rate when nothing drifts.",
+                                  labels, registry=registry).labels(model, version)
         self.m_rows = Counter("shim_monitored_rows", "Rows observed by the monitor.", labels,
                               registry=registry).labels(model, version)
         self.m_dropped = Counter("shim_monitor_dropped", "Observed requests dropped because the monitor fell "
@@ -276,6 +279,8 @@ class Monitor:
                 **({"ks_bound": series.reference.ks_bound} if series.reference.type == "quantiles" else {}),
             })
         self.m_windows.inc()
+        if any(e["drift"] for e in entries):
+            self.m_drifting.inc()
         self.report = {
             "model": model, "version": version, "windows_evaluated": self._windows,
             "window": {"index": self._windows, "rows": rows,
