@@ -176,3 +176,41 @@ def test_monitoring_is_off_without_a_monitoring_block(server_factory, tmp_path: 
         assert off.status_code == 404 and "no monitoring block" in off.json()["error"]
         assert client.post(IRIS_FEEDBACK, json={"id": "x", "truth": 1}).status_code == 404
         assert "shim_drift" not in client.get("/metrics").text
+
+
+def test_a_damaged_profile_is_refused_by_serve_and_never_stops_serving(tmp_path: Path) -> None:
+    """``shim serve`` refuses the kernel with the gate's finding; an app built around the validator
+    (an embedding application, a worker) serves with monitoring off and says why on /monitoring."""
+    import asyncio
+    import subprocess
+    import sys
+
+    from shim.contract.kernel import read_kernel
+    from shim.server.app import InferenceApp
+    from shim.server.settings import ServerSettings
+
+    kernel_dir = iris_copy(tmp_path / "iris")
+    (kernel_dir / "profile.json").write_text('{"profile_version": "1", "rows": 1,')
+    refused = subprocess.run([sys.executable, "-m", "shim.cli.main", "serve", str(kernel_dir), "--port", "1"],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "KS407" in refused.stdout + refused.stderr
+    app = InferenceApp(read_kernel(kernel_dir), ServerSettings(kernel_dir=str(kernel_dir), threads=1))
+    app.service.start()
+    app.service.wait_loaded(60)
+
+    async def exercise() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kernelshim") as client:
+            served = await client.post(IRIS_INFER, json=infer_body("X", np.ones((1, 4))))
+            report = await client.get(IRIS_MONITORING)
+            feedback = await client.post(IRIS_FEEDBACK, json={"id": "x", "truth": 1})
+            return served, report, feedback
+
+    try:
+        served, report, feedback = asyncio.run(exercise())
+    finally:
+        app.service.stop()
+    assert served.status_code == 200
+    assert report.status_code == 404 and "monitoring is off: KS702" in report.json()["error"]
+    assert feedback.status_code == 404
