@@ -214,3 +214,15 @@ def test_a_damaged_profile_is_refused_by_serve_and_never_stops_serving(tmp_path:
     assert served.status_code == 200
     assert report.status_code == 404 and "monitoring is off: KS702" in report.json()["error"]
     assert feedback.status_code == 404
+
+
+def test_drift_demo_prints_the_alert(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    demo = Path(__file__).resolve().parents[2] / "examples" / "drift_demo.py"
+    result = subprocess.run([sys.executable, str(demo), "--windows", "2"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "alerts: none" in result.stdout and "alerts: petal_length" in result.stdout
+    assert "feature 'petal_length' KS D=" in result.stdout and 'shim_drift_alert{feature="petal_length"' in result.stdout
