@@ -48,6 +48,30 @@ _CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 
 _SHOWN = {"ks": "KS D", "chi2": "chi-squared", "psi": "PSI"}
 
 
+#: Observed requests merged into one piece of work by the monitor thread.
+DRAIN_BATCH = 4096
+
+
+def _groups(items: list[Any]) -> list[list[Any]]:
+    """Consecutive observed requests whose arrays can be concatenated (same names, dtypes, row shapes)."""
+    groups: list[list[Any]] = []
+    last = None
+    for item in items:
+        try:
+            key = (tuple((n, a.dtype.str, a.shape[1:]) for n, a in item[1].items()),
+                   tuple((n, a.dtype.str, a.shape[1:]) for n, a in item[2].items()))
+            if any(a.ndim == 0 for a in item[1].values()) or any(a.ndim == 0 for a in item[2].values()):
+                key = None
+        except AttributeError:
+            key = None
+        if key is not None and key == last and groups:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+        last = key
+    return groups
+
+
 class _Series:
     """One monitored series (a feature or an output): its reference, test and window values."""
 
@@ -175,16 +199,40 @@ class Monitor:
         """Drain observed requests and evaluate every window that is complete."""
         with self._work:
             while self._pending:
-                request_id, inputs, outputs = self._pending.popleft()
-                self._take(request_id, inputs, outputs)
-                while self._rows >= self.spec.window.rows:
-                    self._evaluate(self.spec.window.rows)
+                drained = []
+                while self._pending and len(drained) < DRAIN_BATCH:
+                    drained.append(self._pending.popleft())
+                for group in _groups(drained):
+                    self._take_many(group)
+                    while self._rows >= self.spec.window.rows:
+                        self._evaluate(self.spec.window.rows)
             seconds = self.spec.window.seconds
             if seconds and time.monotonic() - self._window_started >= seconds:
                 if self._rows >= self.spec.window.min_rows:
                     self._evaluate(self._rows)
                 else:
                     self._window_started = time.monotonic()
+
+    def _take_many(self, group: list[tuple[str | None, dict[str, np.ndarray], dict[str, np.ndarray]]]) -> None:
+        """Requests of one shape merged, so the per-feature work is once per drain, not per request."""
+        if len(group) == 1:
+            self._take(*group[0])
+            return
+        first = group[0]
+        inputs = {name: np.concatenate([item[1][name] for item in group]) for name in first[1]}
+        outputs = {name: np.concatenate([item[2][name] for item in group]) for name in first[2]
+                   if all(name in item[2] for item in group)}
+        self._take(None, inputs, outputs)
+        if self.feedback_output is not None and self.feedback_output in outputs:
+            now = time.monotonic()
+            predicted = self._predicted(outputs[self.feedback_output])
+            offset = 0
+            for request_id, _inputs, request_outputs in group:
+                array = request_outputs[self.feedback_output]
+                rows = array.shape[0] if array.ndim else 1
+                if request_id is not None:
+                    self.feedback.remember(request_id, predicted[offset:offset + rows], now)
+                offset += rows
 
     def _take(self, request_id: str | None, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
         columns = feature_columns(self.layout, inputs)
