@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_examples import iris_split  # noqa: E402
+from build_examples import iris_split
 
 KERNEL = Path(__file__).resolve().parent / "kernels" / "iris-classifier"
 MODEL = "/v2/models/iris-classifier"
@@ -38,9 +38,12 @@ def free_port() -> int:
 
 def send_window(client: httpx.Client, rows: np.ndarray) -> None:
     for start in range(0, len(rows), 10):
-        chunk = rows[start:start + 10]
-        body = {"inputs": [{"name": "X", "datatype": "FP32", "shape": list(chunk.shape),
-                            "data": chunk.ravel().tolist()}]}
+        chunk = rows[start : start + 10]
+        body = {
+            "inputs": [
+                {"name": "X", "datatype": "FP32", "shape": list(chunk.shape), "data": chunk.ravel().tolist()}
+            ]
+        }
         client.post(f"{MODEL}/infer", json=body).raise_for_status()
 
 
@@ -55,10 +58,15 @@ def wait_report(client: httpx.Client, windows: int) -> dict:
 
 
 def summary(report: dict) -> str:
-    cells = [f"{e['name']} {e['test']}={e['statistic']:.2f} p={e['adjusted_p_value']:.3f}"
-             for e in report["features"]]
-    return f"window {report['windows_evaluated']:>2}: " + ", ".join(cells) + \
-        f"  alerts: {', '.join(report['alerts']) or 'none'}"
+    cells = [
+        f"{e['name']} {e['test']}={e['statistic']:.2f} p={e['adjusted_p_value']:.3f}"
+        for e in report["features"]
+    ]
+    return (
+        f"window {report['windows_evaluated']:>2}: "
+        + ", ".join(cells)
+        + f"  alerts: {', '.join(report['alerts']) or 'none'}"
+    )
 
 
 def main() -> int:
@@ -69,8 +77,21 @@ def main() -> int:
     rng = np.random.default_rng(0)
     port = free_port()
     log = Path(tempfile.mkdtemp(prefix="drift-demo-")) / "serve.log"
-    command = [sys.executable, "-m", "shim.cli.main", "serve", str(KERNEL), "--host", "127.0.0.1",
-               "--port", str(port), "--grpc-port", "0", "--log-format", "text"]
+    command = [
+        sys.executable,
+        "-m",
+        "shim.cli.main",
+        "serve",
+        str(KERNEL),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--grpc-port",
+        "0",
+        "--log-format",
+        "text",
+    ]
     print("$ shim serve examples/kernels/iris-classifier   (monitoring: profile.json, 30-row windows)")
     with log.open("wb") as handle:
         server = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
@@ -104,9 +125,19 @@ def main() -> int:
                 print("   " + line)
         print(f"\n4) GET {MODEL}/monitoring (abridged):")
         petal = next(f for f in report["features"] if f["name"] == "petal_length")
-        print("   " + json.dumps({"windows_evaluated": report["windows_evaluated"], "alerts": report["alerts"],
-                                  "petal_length": {k: petal[k] for k in ("test", "statistic", "adjusted_p_value",
-                                                                         "windows_in_a_row", "alert")}}))
+        print(
+            "   "
+            + json.dumps(
+                {
+                    "windows_evaluated": report["windows_evaluated"],
+                    "alerts": report["alerts"],
+                    "petal_length": {
+                        k: petal[k]
+                        for k in ("test", "statistic", "adjusted_p_value", "windows_in_a_row", "alert")
+                    },
+                }
+            )
+        )
         print("\n5) Prometheus (/metrics):")
         for line in metrics.splitlines():
             if line.startswith(("shim_drift_alert{", "shim_drift_windows_total")):

@@ -19,9 +19,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("kernel", type=Path, metavar="KERNEL_DIR")
     parser.add_argument("--data", nargs="+", type=Path, required=True, metavar="FILE")
-    parser.add_argument("--max-sample", type=int, default=5000,
-                        help="most values kept per feature before a quantile sketch is used (default 5000)")
-    parser.add_argument("--policy-dir", type=Path, help="directory whose policy files replace the shipped ones")
+    parser.add_argument(
+        "--max-sample",
+        type=int,
+        default=5000,
+        help="most values kept per feature before a quantile sketch is used (default 5000)",
+    )
+    parser.add_argument(
+        "--policy-dir", type=Path, help="directory whose policy files replace the shipped ones"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -42,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
     except ProfileBuildError as exc:
         print(str(exc))
         return 1
-    print(f"wrote {path}: {document['rows']:,} rows, {len(document['features'])} features, "
-          f"{len(document['outputs'])} outputs")
+    print(
+        f"wrote {path}: {document['rows']:,} rows, {len(document['features'])} features, "
+        f"{len(document['outputs'])} outputs"
+    )
     if not json.loads((args.kernel / "model_metadata.json").read_text()).get("monitoring"):
         print(f'add "monitoring": {{"profile": "{path.name}"}} to model_metadata.json to monitor with it')
     return 0

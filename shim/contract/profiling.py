@@ -55,9 +55,16 @@ class ProfileBuildError(Exception):
         self.findings = findings
 
 
-def build_profile(kernel_dir: Path, data: list[Path], *, max_sample: int = MAX_SAMPLE,
-                  max_bytes: int | None = None, policy: dict[str, Any] | None = None,
-                  now: datetime | None = None, run_model: bool = True) -> tuple[Path, dict[str, Any]]:
+def build_profile(
+    kernel_dir: Path,
+    data: list[Path],
+    *,
+    max_sample: int = MAX_SAMPLE,
+    max_bytes: int | None = None,
+    policy: dict[str, Any] | None = None,
+    now: datetime | None = None,
+    run_model: bool = True,
+) -> tuple[Path, dict[str, Any]]:
     """Write the kernel's profile and return its path and document; raises ``ProfileBuildError``."""
     from shim.policy.loader import load_policies
 
@@ -71,9 +78,18 @@ def build_profile(kernel_dir: Path, data: list[Path], *, max_sample: int = MAX_S
     try:
         layout = feature_layout(kernel, monitoring)
     except FeatureLayoutError as exc:
-        raise ProfileBuildError([Finding("KS708", str(kernel.metadata_path), "$.inputs", str(exc),
-                                         expected="features lists that fit the inputs",
-                                         fix="fix the features list or monitoring.summaries")]) from None
+        raise ProfileBuildError(
+            [
+                Finding(
+                    "KS708",
+                    str(kernel.metadata_path),
+                    "$.inputs",
+                    str(exc),
+                    expected="features lists that fit the inputs",
+                    fix="fix the features list or monitoring.summaries",
+                )
+            ]
+        ) from None
     try:
         reference = read_reference(kernel, layout, [Path(p) for p in data])
     except ReferenceDataError as exc:
@@ -95,12 +111,21 @@ def build_profile(kernel_dir: Path, data: list[Path], *, max_sample: int = MAX_S
         if len(text.encode()) <= cap:
             break
     else:
-        raise ProfileBuildError([Finding(
-            "KS725", str(kernel.root / monitoring.profile), "",
-            f"would be {len(text.encode()):,} bytes even with sketches of {SKETCH_POINTS[-1]} points; "
-            f"the cap is {cap:,} bytes", expected=f"at most {cap:,} bytes",
-            fix="monitor fewer features (features lists, monitoring.summaries for images) or raise "
-            "role_limits.profile in policies/artifact_policy.yaml")])
+        raise ProfileBuildError(
+            [
+                Finding(
+                    "KS725",
+                    str(kernel.root / monitoring.profile),
+                    "",
+                    f"would be {len(text.encode()):,} bytes even with sketches of "
+                    f"{SKETCH_POINTS[-1]} points; "
+                    f"the cap is {cap:,} bytes",
+                    expected=f"at most {cap:,} bytes",
+                    fix="monitor fewer features (features lists, monitoring.summaries for images) or raise "
+                    "role_limits.profile in policies/artifact_policy.yaml",
+                )
+            ]
+        )
     target = kernel.root / monitoring.profile
     target.write_text(text + "\n", encoding="utf-8")
     if monitoring_of(kernel) is not None:
@@ -120,21 +145,27 @@ def _continuous(values: np.ndarray, max_sample: int, points: int | None) -> dict
     if finite.size <= k:
         return {"type": "sample", "values": finite.tolist()}
     quantiles = np.quantile(finite, np.linspace(0.0, 1.0, k), method="inverted_cdf")
-    return {"type": "quantiles", "values": quantiles.tolist(), "n": int(finite.size), "ks_bound": 1.0 / (k - 1)}
+    return {
+        "type": "quantiles",
+        "values": quantiles.tolist(),
+        "n": int(finite.size),
+        "ks_bound": 1.0 / (k - 1),
+    }
 
 
 def _counts(counts: dict[str, int]) -> dict[str, Any]:
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     if len(ordered) > MAX_CATEGORIES:
-        rest = sum(c for _k, c in ordered[MAX_CATEGORIES - 1:])
-        ordered = [*ordered[:MAX_CATEGORIES - 1], ("__other__", rest)]
+        rest = sum(c for _k, c in ordered[MAX_CATEGORIES - 1 :])
+        ordered = [*ordered[: MAX_CATEGORIES - 1], ("__other__", rest)]
     if not ordered:
         ordered = [("__none__", 0)]
     return {"type": "counts", "categories": [k for k, _c in ordered], "counts": [c for _k, c in ordered]}
 
 
-def _features(kernel: Kernel, layout: list[FeatureSource], reference: ReferenceData, max_sample: int,
-              points: int | None) -> list[dict[str, Any]]:
+def _features(
+    kernel: Kernel, layout: list[FeatureSource], reference: ReferenceData, max_sample: int, points: int | None
+) -> list[dict[str, Any]]:
     columns = feature_columns(layout, reference.inputs)
     features = []
     for source in layout:
@@ -145,25 +176,39 @@ def _features(kernel: Kernel, layout: list[FeatureSource], reference: ReferenceD
         assert spec is not None
         numeric = present.dtype.kind in "biuf"
         non_finite = int((~np.isfinite(present.astype(np.float64))).sum()) if present.dtype.kind == "f" else 0
-        categorical = (not numeric or present.dtype.kind == "b" or (
-            source.statistic is None and present.dtype.kind in "iu"
-            and len(np.unique(present)) <= CATEGORICAL_LIMIT))
+        categorical = (
+            not numeric
+            or present.dtype.kind == "b"
+            or (
+                source.statistic is None
+                and present.dtype.kind in "iu"
+                and len(np.unique(present)) <= CATEGORICAL_LIMIT
+            )
+        )
         rows = max(int(values.shape[0]), 1)
-        features.append({
-            "name": source.name,
-            "source": source.to_json(),
-            "kind": "categorical" if categorical else "continuous",
-            "count": int(values.shape[0]),
-            "missing_rate": float(missing.sum()) / rows,
-            "non_finite_rate": non_finite / rows,
-            "reference": _counts(category_counts(present)) if categorical
-            else _continuous(present.astype(np.float64), max_sample, points),
-        })
+        features.append(
+            {
+                "name": source.name,
+                "source": source.to_json(),
+                "kind": "categorical" if categorical else "continuous",
+                "count": int(values.shape[0]),
+                "missing_rate": float(missing.sum()) / rows,
+                "non_finite_rate": non_finite / rows,
+                "reference": _counts(category_counts(present))
+                if categorical
+                else _continuous(present.astype(np.float64), max_sample, points),
+            }
+        )
     return features
 
 
-def _outputs(kernel: Kernel, monitoring: MonitoringSpec, outputs: dict[str, np.ndarray], max_sample: int,
-             points: int | None) -> list[dict[str, Any]]:
+def _outputs(
+    kernel: Kernel,
+    monitoring: MonitoringSpec,
+    outputs: dict[str, np.ndarray],
+    max_sample: int,
+    points: int | None,
+) -> list[dict[str, Any]]:
     profiled = []
     for spec in kernel.outputs:
         array = outputs.get(spec.name)
@@ -175,15 +220,22 @@ def _outputs(kernel: Kernel, monitoring: MonitoringSpec, outputs: dict[str, np.n
         values = output_values(kind, array)
         rows = max(int(values.shape[0]), 1)
         non_finite = int((~np.isfinite(values.astype(np.float64))).sum()) if values.dtype.kind == "f" else 0
-        profiled.append({
-            "name": spec.name, "kind": kind, "count": int(values.shape[0]), "non_finite_rate": non_finite / rows,
-            "reference": _counts(category_counts(values)) if kind == "label"
-            else _continuous(values.astype(np.float64), max_sample, points),
-        })
+        profiled.append(
+            {
+                "name": spec.name,
+                "kind": kind,
+                "count": int(values.shape[0]),
+                "non_finite_rate": non_finite / rows,
+                "reference": _counts(category_counts(values))
+                if kind == "label"
+                else _continuous(values.astype(np.float64), max_sample, points),
+            }
+        )
     return profiled
 
 
 # -- the model on the reference data, in the sandboxed child ----------------------------------------
+
 
 def _run_model(kernel: Kernel, reference: ReferenceData, policy: dict[str, Any]) -> dict[str, np.ndarray]:
     from shim.sandbox import Budget, SandboxFailure, run_isolated
@@ -195,13 +247,19 @@ def _run_model(kernel: Kernel, reference: ReferenceData, policy: dict[str, Any])
                 (work / f"in-{_safe(name)}.json").write_text(json.dumps([str(v) for v in array.ravel()]))
             else:
                 np.save(work / f"in-{_safe(name)}.npy", np.ascontiguousarray(array), allow_pickle=False)
-        payload = {"root": str(kernel.root.absolute()), "work": str(work),
-                   "inputs": {name: _safe(name) for name in reference.inputs}}
+        payload = {
+            "root": str(kernel.root.absolute()),
+            "work": str(work),
+            "inputs": {name: _safe(name) for name in reference.inputs},
+        }
         try:
-            answer = run_isolated("shim.contract.profiling:run_in_child", payload,
-                                  Budget.from_policy(policy["sample_run"]))
+            answer = run_isolated(
+                "shim.contract.profiling:run_in_child", payload, Budget.from_policy(policy["sample_run"])
+            )
         except SandboxFailure as exc:
-            raise ProfileBuildError([_model_failed(kernel, f"running the model on the reference data {exc}")]) from None
+            raise ProfileBuildError(
+                [_model_failed(kernel, f"running the model on the reference data {exc}")]
+            ) from None
         if answer.get("error"):
             raise ProfileBuildError([_model_failed(kernel, answer["error"])])
         outputs = {}
@@ -217,9 +275,14 @@ def _run_model(kernel: Kernel, reference: ReferenceData, policy: dict[str, Any])
 
 
 def _model_failed(kernel: Kernel, message: str) -> Finding:
-    return Finding("KS724", str(kernel.model_path), "", message[:600],
-                   expected="a model that runs on every reference row (as `shim validate` runs the samples)",
-                   fix="check that the reference data has the contract's datatypes and shapes; run `shim validate`")
+    return Finding(
+        "KS724",
+        str(kernel.model_path),
+        "",
+        message[:600],
+        expected="a model that runs on every reference row (as `shim validate` runs the samples)",
+        fix="check that the reference data has the contract's datatypes and shapes; run `shim validate`",
+    )
 
 
 def _safe(name: str) -> str:
@@ -235,8 +298,11 @@ def run_in_child(payload: dict[str, Any], progress: Callable[[str], None]) -> di
     inputs = {}
     for name, stem in payload["inputs"].items():
         path = work / f"in-{stem}.npy"
-        inputs[name] = (np.load(path, allow_pickle=False) if path.exists()
-                        else np.array(json.loads((work / f"in-{stem}.json").read_text()), dtype=object))
+        inputs[name] = (
+            np.load(path, allow_pickle=False)
+            if path.exists()
+            else np.array(json.loads((work / f"in-{stem}.json").read_text()), dtype=object)
+        )
     try:
         runtime = load_as_served(kernel, "cpu", threads=1, progress=progress)
     except ModelRunFailure as exc:
@@ -248,16 +314,24 @@ def run_in_child(payload: dict[str, Any], progress: Callable[[str], None]) -> di
     progress(str(kernel.model_path))
     try:
         if chunk is None:  # a static first dimension: one request per row
-            batches = [{n: a[i:i + 1].reshape(kernel.input(n).shape) if -1 not in kernel.input(n).shape
-                        else a[i:i + 1] for n, a in inputs.items()} for i in range(rows)]
+            batches = [
+                {
+                    n: a[i : i + 1].reshape(kernel.input(n).shape)
+                    if -1 not in kernel.input(n).shape
+                    else a[i : i + 1]
+                    for n, a in inputs.items()
+                }
+                for i in range(rows)
+            ]
         else:
-            batches = [{n: a[i:i + chunk] for n, a in inputs.items()} for i in range(0, rows, chunk)]
+            batches = [{n: a[i : i + chunk] for n, a in inputs.items()} for i in range(0, rows, chunk)]
         for batch in batches:
             result = runtime.predict(batch)
             for name, value in result.items():
                 value = np.asarray(value)
-                parts.setdefault(name, []).append(value if chunk is not None else value.reshape(1, -1)
-                                                  if value.ndim <= 1 else value)
+                parts.setdefault(name, []).append(
+                    value if chunk is not None else value.reshape(1, -1) if value.ndim <= 1 else value
+                )
     except Exception as exc:
         return {"error": f"the model failed on the reference data: {type(exc).__name__}: {str(exc)[:400]}"}
     finally:

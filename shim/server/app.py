@@ -63,7 +63,8 @@ ROUTES: tuple[Route, ...] = (
       for prefix in (_MODEL, _VERSION)
       for suffix, method, handler in (("", "GET", "_model_metadata"), ("/ready", "GET", "_ready"),
                                       ("/config", "GET", "_model_config"), ("/stats", "GET", "_model_stats"),
-                                      ("/monitoring", "GET", "_monitoring"), ("/feedback", "POST", "_feedback"),
+                                      ("/monitoring", "GET", "_monitoring"),
+                                      ("/feedback", "POST", "_feedback"),
                                       ("/infer", "POST", "_infer"))),
 )
 _FIXED = {route.path: route for route in ROUTES if "{" not in route.path}
@@ -267,7 +268,8 @@ class InferenceApp:
                 extra = [(b"traceparent", dataplane.tracer.traceparent(trace).encode())]
             if json_length is not None:
                 await _respond(send, 200, payload, OCTETS,
-                               [(b"inference-header-content-length", str(json_length).encode()), *(extra or ())])
+                               [(b"inference-header-content-length", str(json_length).encode()),
+                                *(extra or ())])
             else:
                 await _respond(send, 200, payload, JSON, extra)
         except DataplaneError as exc:

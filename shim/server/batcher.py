@@ -93,7 +93,8 @@ class Batcher:
     def depth(self) -> int:
         return len(self._queue)
 
-    async def submit(self, inputs: dict[str, np.ndarray], trace: list[float] | None = None) -> dict[str, np.ndarray]:
+    async def submit(self, inputs: dict[str, np.ndarray],
+                     trace: list[float] | None = None) -> dict[str, np.ndarray]:
         if len(self._queue) >= self.max_queue_size:
             raise QueueFull(f"the request queue is full ({self.max_queue_size} waiting)")
         loop = asyncio.get_running_loop()

@@ -26,9 +26,9 @@ from shim.runtimes.base import OutOfMemory
 from shim.server.audit import AuditLogger, fingerprint
 from shim.server.batcher import ModelFailure, QueueFull
 from shim.server.metrics import ServerMetrics
+from shim.server.model_service import ModelService
 from shim.server.monitoring.feedback import FeedbackError
 from shim.server.monitoring.setup import build_monitor, build_tracer
-from shim.server.model_service import ModelService
 from shim.server.ratelimit import RateLimiter
 from shim.server.settings import ServerSettings
 from shim.spec.kernel import Kernel

@@ -133,7 +133,8 @@ class InferenceServicer(oip.GRPCInferenceServiceServicer):
         failure: DataplaneError | None = None
         trace = None
         if dataplane.tracer is not None:
-            carrier = {k: v for k, v in (context.invocation_metadata() or ()) if k in ("traceparent", "tracestate")}
+            carrier = {k: v for k, v in (context.invocation_metadata() or ())
+                       if k in ("traceparent", "tracestate")}
             trace = dataplane.tracer.begin(carrier, "grpc", "ModelInfer", call.started)
         try:
             dataplane.check_model(request.model_name, request.model_version)

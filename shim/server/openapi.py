@@ -147,8 +147,8 @@ def _model_paths(kernel: Kernel, prefix: str, parameters: list[dict[str, Any]]) 
         f"{prefix}/monitoring": {
             "get": {
                 "operationId": f"modelMonitoring{'Version' if len(parameters) > 1 else ''}",
-                "summary": "the latest monitoring window: drift per feature and output, alerts, live accuracy "
-                "(404 when the contract has no monitoring block)",
+                "summary": "the latest monitoring window: drift per feature and output, alerts, live "
+                "accuracy (404 when the contract has no monitoring block)",
                 "parameters": parameters,
                 "responses": {"200": _response("monitoring report", {"type": "object"}), **secured},
             }
@@ -156,7 +156,8 @@ def _model_paths(kernel: Kernel, prefix: str, parameters: list[dict[str, Any]]) 
         f"{prefix}/feedback": {
             "post": {
                 "operationId": f"modelFeedback{'Version' if len(parameters) > 1 else ''}",
-                "summary": "the true label (or value) of a served request, joined by its id for live accuracy",
+                "summary": "the true label (or value) of a served request, joined by its id for live "
+                "accuracy",
                 "parameters": parameters,
                 "requestBody": {
                     "required": True,

@@ -66,7 +66,9 @@ class MonitoringSpec:
         return cls(
             profile=block["profile"],
             tests=dict(block.get("tests") or {}),
-            window=Window(int(window.get("rows", 1000)), window.get("seconds"), int(window.get("min_rows", 30))),
+            window=Window(
+                int(window.get("rows", 1000)), window.get("seconds"), int(window.get("min_rows", 30))
+            ),
             level=float(block.get("level", 0.01)),
             correction=block.get("correction", "benjamini-hochberg"),
             windows_in_a_row=int(block.get("windows_in_a_row", 3)),
@@ -74,8 +76,13 @@ class MonitoringSpec:
             psi_threshold=float(block.get("psi_threshold", 0.25)),
             outputs=dict(block.get("outputs") or {}),
             summaries=tuple(block.get("summaries") or ()),
-            expected=Expected(expected.get("accuracy"), expected.get("mae"), expected.get("output"),
-                              float(expected.get("tolerance", 0.05)), int(expected.get("window", 1000))),
+            expected=Expected(
+                expected.get("accuracy"),
+                expected.get("mae"),
+                expected.get("output"),
+                float(expected.get("tolerance", 0.05)),
+                int(expected.get("window", 1000)),
+            ),
             feedback_max_entries=int(feedback.get("max_entries", 100_000)),
             feedback_ttl_s=float(feedback.get("ttl_seconds", 3600.0)),
         )
@@ -87,6 +94,7 @@ def monitoring_of(kernel: Kernel) -> MonitoringSpec | None:
 
 
 # -- features ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class FeatureSource:
@@ -134,14 +142,16 @@ def input_features(spec: TensorSpec, declared: list[str] | None) -> list[Feature
         if declared:
             raise FeatureLayoutError(
                 f"input {spec.name!r} has rank {len(shape)}; a features list names the columns of a "
-                "rank-2 input ([rows, columns]); monitor higher-rank inputs with monitoring.summaries")
+                "rank-2 input ([rows, columns]); monitor higher-rank inputs with monitoring.summaries"
+            )
         return []
     width = shape[-1]
     if declared:
         names = expand_names(declared)
         if width != -1 and len(names) != width:
             raise FeatureLayoutError(
-                f"input {spec.name!r}: features names {len(names)} columns but the last dimension is {width}")
+                f"input {spec.name!r}: features names {len(names)} columns but the last dimension is {width}"
+            )
         if len(set(names)) != len(names):
             raise FeatureLayoutError(f"input {spec.name!r}: features repeats a name")
         return [FeatureSource(n, spec.name, i) for i, n in enumerate(names)]
@@ -160,11 +170,13 @@ def feature_layout(kernel: Kernel, monitoring: MonitoringSpec | None = None) -> 
         if spec.datatype.is_bytes and len(spec.shape) > 1 and not entry.get("features"):
             continue
         sources += input_features(spec, entry.get("features"))
-    for summary in (monitoring.summaries if monitoring else ()):
+    for summary in monitoring.summaries if monitoring else ():
         spec = kernel.input(summary["input"])
         if spec is None:
-            raise FeatureLayoutError(f"monitoring.summaries {summary['name']!r} names input "
-                                     f"{summary['input']!r}, which the contract does not declare")
+            raise FeatureLayoutError(
+                f"monitoring.summaries {summary['name']!r} names input "
+                f"{summary['input']!r}, which the contract does not declare"
+            )
         axis = summary.get("channel_axis")
         if axis is None:
             sources.append(FeatureSource(summary["name"], spec.name, None, summary["statistic"]))
@@ -172,9 +184,12 @@ def feature_layout(kernel: Kernel, monitoring: MonitoringSpec | None = None) -> 
         if axis >= len(spec.shape) or spec.shape[axis] in (-1,) or spec.shape[axis] > 64:
             raise FeatureLayoutError(
                 f"monitoring.summaries {summary['name']!r}: channel_axis {axis} of input {spec.name!r} "
-                f"(shape {list(spec.shape)}) must be a static dimension of at most 64 channels")
-        sources += [FeatureSource(f"{summary['name']}[{c}]", spec.name, None, summary["statistic"], axis, c)
-                    for c in range(spec.shape[axis])]
+                f"(shape {list(spec.shape)}) must be a static dimension of at most 64 channels"
+            )
+        sources += [
+            FeatureSource(f"{summary['name']}[{c}]", spec.name, None, summary["statistic"], axis, c)
+            for c in range(spec.shape[axis])
+        ]
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
@@ -226,13 +241,18 @@ def detect_output_kind(spec: TensorSpec, values: np.ndarray) -> str | None:
         return "value"
     flat = values.reshape(values.shape[0], -1).astype(np.float64)
     finite = flat[np.isfinite(flat).all(axis=1)]
-    if len(finite) and (finite >= -1e-6).all() and (finite <= 1 + 1e-6).all() and np.allclose(
-            finite.sum(axis=1), 1.0, atol=1e-3):
+    if (
+        len(finite)
+        and (finite >= -1e-6).all()
+        and (finite <= 1 + 1e-6).all()
+        and np.allclose(finite.sum(axis=1), 1.0, atol=1e-3)
+    ):
         return "probability"
     return None
 
 
 # -- profile -------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Reference:
@@ -248,8 +268,12 @@ class Reference:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Reference:
         if data["type"] == "counts":
-            return cls("counts", categories=tuple(data["categories"]),
-                       counts=np.asarray(data["counts"], dtype=np.int64), n=int(sum(data["counts"])))
+            return cls(
+                "counts",
+                categories=tuple(data["categories"]),
+                counts=np.asarray(data["counts"], dtype=np.int64),
+                n=int(sum(data["counts"])),
+            )
         values = np.sort(np.asarray(data["values"], dtype=np.float64))
         if data["type"] == "sample":
             return cls("sample", values, len(values))
@@ -290,12 +314,31 @@ class Profile:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Profile:
         return cls(
-            model_name=data["model"]["name"], model_version=data["model"]["version"], rows=int(data["rows"]),
-            features=tuple(ProfiledFeature(f["name"], f["source"], f["kind"], f["count"], f["missing_rate"],
-                                           f["non_finite_rate"], Reference.from_json(f["reference"]))
-                           for f in data["features"]),
-            outputs=tuple(ProfiledOutput(o["name"], o["kind"], o["count"], o["non_finite_rate"],
-                                         Reference.from_json(o["reference"])) for o in data["outputs"]),
+            model_name=data["model"]["name"],
+            model_version=data["model"]["version"],
+            rows=int(data["rows"]),
+            features=tuple(
+                ProfiledFeature(
+                    f["name"],
+                    f["source"],
+                    f["kind"],
+                    f["count"],
+                    f["missing_rate"],
+                    f["non_finite_rate"],
+                    Reference.from_json(f["reference"]),
+                )
+                for f in data["features"]
+            ),
+            outputs=tuple(
+                ProfiledOutput(
+                    o["name"],
+                    o["kind"],
+                    o["count"],
+                    o["non_finite_rate"],
+                    Reference.from_json(o["reference"]),
+                )
+                for o in data["outputs"]
+            ),
             document=data,
         )
 

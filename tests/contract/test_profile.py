@@ -23,7 +23,7 @@ from shim.server.monitoring.drift import chi2, ks
 from shim.spec.monitoring import Reference
 
 sys.path.insert(0, str(REPO / "tests" / "server"))
-from monitoring_kernels import iris_split  # noqa: E402
+from monitoring_kernels import iris_split
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
@@ -44,11 +44,18 @@ def comparable(document: dict) -> dict:
 
 
 def run_profile(kernel: Path, *data: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SHIM_COMMAND, "profile", str(kernel), "--data", *map(str, data)],
-                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    return subprocess.run(
+        [*SHIM_COMMAND, "profile", str(kernel), "--data", *map(str, data)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
 
 
-def test_cli_profile_from_csv_is_the_committed_example_profile(kernel_copy, tmp_path: Path, iris_rows) -> None:
+def test_cli_profile_from_csv_is_the_committed_example_profile(
+    kernel_copy, tmp_path: Path, iris_rows
+) -> None:
     kernel = kernel_copy("iris-classifier")
     committed = json.loads((kernel / "profile.json").read_text())
     (kernel / "profile.json").unlink()
@@ -60,6 +67,7 @@ def test_cli_profile_from_csv_is_the_committed_example_profile(kernel_copy, tmp_
     assert comparable(written) == comparable(committed)
     assert written["rows"] == 120 and written["data"][0]["rows"] == 120  # held-back rows stay out
     import hashlib
+
     assert written["data"][0]["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
     labels = next(o for o in written["outputs"] if o["name"] == "label")
     assert labels["kind"] == "label" and sum(labels["reference"]["counts"]) == 120
@@ -72,6 +80,7 @@ def test_every_format_gives_the_same_profile(kernel_copy, tmp_path: Path, iris_r
     if fmt == "parquet":
         pa = pytest.importorskip("pyarrow")
         import pyarrow.parquet as pq
+
         data = tmp_path / "train.parquet"
         pq.write_table(pa.table({name: iris_rows[:, i] for i, name in enumerate(FEATURES)}), data)
     elif fmt == "npy":
@@ -79,9 +88,24 @@ def test_every_format_gives_the_same_profile(kernel_copy, tmp_path: Path, iris_r
         np.save(data, iris_rows)
     else:
         data = tmp_path / "requests.jsonl"
-        data.write_text("".join(json.dumps({"inputs": [{"name": "X", "datatype": "FP32", "shape": [10, 4],
-                                                        "data": iris_rows[i:i + 10].ravel().tolist()}]}) + "\n"
-                                for i in range(0, 120, 10)))
+        data.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "inputs": [
+                            {
+                                "name": "X",
+                                "datatype": "FP32",
+                                "shape": [10, 4],
+                                "data": iris_rows[i : i + 10].ravel().tolist(),
+                            }
+                        ]
+                    }
+                )
+                + "\n"
+                for i in range(0, 120, 10)
+            )
+        )
     _path, document = build_profile(kernel, [data])
     assert comparable(document) == comparable(committed)
 
@@ -103,7 +127,9 @@ def test_large_reference_is_sketched_within_its_stated_bound(kernel_copy, tmp_pa
 def test_categorical_features_use_chi_squared(kernel_copy, tmp_path: Path) -> None:
     """The ranker's INT64 category (0-9) is profiled as categorical; a window is tested with chi2."""
     kernel = kernel_copy("two-input-ranker")
-    edit_json(kernel / "model_metadata.json", lambda m: m.__setitem__("monitoring", {"profile": "profile.json"}))
+    edit_json(
+        kernel / "model_metadata.json", lambda m: m.__setitem__("monitoring", {"profile": "profile.json"})
+    )
     rng = np.random.default_rng(1)
     np.save(tmp_path / "features.npy", rng.standard_normal((400, 4)).astype(np.float32))
     np.save(tmp_path / "category.npy", rng.integers(0, 10, 400))
@@ -123,10 +149,14 @@ def finding(kernel: Path, *data: Path) -> tuple[str, str]:
     return first.code, first.render()
 
 
-def test_bad_reference_data_is_a_clear_finding_and_loses_nothing(kernel_copy, tmp_path: Path, iris_rows) -> None:
+def test_bad_reference_data_is_a_clear_finding_and_loses_nothing(
+    kernel_copy, tmp_path: Path, iris_rows
+) -> None:
     kernel = kernel_copy("iris-classifier")
     before = (kernel / "profile.json").read_bytes()
-    wrong = write_csv(tmp_path / "wrong.csv", iris_rows, ["sepal_length", "sepal_width", "petal_len", "petal_width"])
+    wrong = write_csv(
+        tmp_path / "wrong.csv", iris_rows, ["sepal_length", "sepal_width", "petal_len", "petal_width"]
+    )
     result = run_profile(kernel, wrong)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "KS721" in result.stdout and "'petal_length'" in result.stdout and "petal_length" in result.stdout
@@ -152,8 +182,9 @@ def test_bad_reference_data_is_a_clear_finding_and_loses_nothing(kernel_copy, tm
     np.save(shaped, np.zeros((5, 3), dtype=np.float32))
     assert finding(kernel, shaped)[0] == "KS721"
     requests = tmp_path / "requests.jsonl"
-    requests.write_text(json.dumps({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 3],
-                                                "data": [1, 2, 3]}]}) + "\n")
+    requests.write_text(
+        json.dumps({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]}) + "\n"
+    )
     code, text = finding(kernel, requests)
     assert code == "KS723" and "line 1" in text
     requests.write_text("{not json\n")

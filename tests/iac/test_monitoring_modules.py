@@ -36,14 +36,20 @@ def _resource(module: Path, file: str, kind: str, name: str) -> dict[str, Any]:
 
 def test_monitoring_variables_are_optional_and_off_by_default() -> None:
     variables = read_variables(K8S)
-    defaults = {name: block[name].get("default") for block in hcl(K8S / "variables_monitoring.tf")["variable"]
-                for name in block}
+    defaults = {
+        name: block[name].get("default")
+        for block in hcl(K8S / "variables_monitoring.tf")["variable"]
+        for name in block
+    }
     assert defaults["prometheus_scrape"] is True
     assert defaults["service_monitor"] is False and defaults["prometheus_rule"] is False
     for name in defaults:
         assert variables[name].file == "variables_monitoring.tf" and not variables[name].required
-    sagemaker = {name: block[name] for block in hcl(SAGEMAKER / "variables_monitoring.tf")["variable"]
-                 for name in block}
+    sagemaker = {
+        name: block[name]
+        for block in hcl(SAGEMAKER / "variables_monitoring.tf")["variable"]
+        for name in block
+    }
     assert sagemaker["data_capture_s3_uri"]["default"] is None
 
 
@@ -91,8 +97,9 @@ def _locals_block(path: Path) -> str:
 
 def _evaluate(terraform, root: Path) -> dict[str, Any]:
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(terraform.path), *args, "-no-color"], cwd=root, capture_output=True,
-                              text=True, timeout=300)
+        return subprocess.run(
+            [str(terraform.path), *args, "-no-color"], cwd=root, capture_output=True, text=True, timeout=300
+        )
 
     init = run("init", "-input=false")
     assert init.returncode == 0, init.stderr
@@ -112,27 +119,47 @@ def _k8s_root(tmp_path: Path, platform: dict[str, Any]) -> Path:
     (root / "monitoring_locals.tf").write_text(_locals_block(K8S / "monitoring.tf"), encoding="utf-8")
     (root / "outputs.tf").write_text(
         'output "annotations" { value = merge(local.annotations, local.monitoring_annotations) }\n'
-        'output "alerts" { value = local.prometheus_alerts }\n', encoding="utf-8")
-    values = {"model_name": "iris-classifier", "model_version": "0.1.0",
-              "image": "registry.example.com/models/iris@sha256:" + "a" * 64, "cost_center": "cc-1",
-              "data_classification": "internal", "namespace": "models"}
+        'output "alerts" { value = local.prometheus_alerts }\n',
+        encoding="utf-8",
+    )
+    values = {
+        "model_name": "iris-classifier",
+        "model_version": "0.1.0",
+        "image": "registry.example.com/models/iris@sha256:" + "a" * 64,
+        "cost_center": "cc-1",
+        "data_classification": "internal",
+        "namespace": "models",
+    }
     declared = {name for block in hcl(K8S / "variables.tf")["variable"] for name in block} | {
-        name for block in hcl(K8S / "variables_platform.tf")["variable"] for name in block}
-    (root / "values.auto.tfvars.json").write_text(json.dumps(
-        {k: v for k, v in {**values, **platform}.items() if k in declared or k in platform}), encoding="utf-8")
+        name for block in hcl(K8S / "variables_platform.tf")["variable"] for name in block
+    }
+    (root / "values.auto.tfvars.json").write_text(
+        json.dumps({k: v for k, v in {**values, **platform}.items() if k in declared or k in platform}),
+        encoding="utf-8",
+    )
     return root
 
 
 @pytest.mark.terraform
 def test_k8s_alerts_and_annotations_evaluate(terraform, tmp_path: Path) -> None:
-    values = _evaluate(terraform, _k8s_root(tmp_path, {"alert_5xx_ratio": 0.02, "alert_p99_latency_seconds": 0.25,
-                                                       "alert_labels": {"team": "ds-core"}}))
+    values = _evaluate(
+        terraform,
+        _k8s_root(
+            tmp_path,
+            {"alert_5xx_ratio": 0.02, "alert_p99_latency_seconds": 0.25, "alert_labels": {"team": "ds-core"}},
+        ),
+    )
     assert "error" not in values, values.get("error")
     assert values["annotations"]["prometheus.io/scrape"] == "true"
     assert values["annotations"]["prometheus.io/path"] == "/metrics"
     alerts = {a["alert"]: a for a in values["alerts"]}
-    assert set(alerts) == {"KernelshimFeatureDrift", "KernelshimLiveAccuracyDrop", "KernelshimHigh5xxRate",
-                           "KernelshimHighP99Latency", "KernelshimNotReady"}
+    assert set(alerts) == {
+        "KernelshimFeatureDrift",
+        "KernelshimLiveAccuracyDrop",
+        "KernelshimHigh5xxRate",
+        "KernelshimHighP99Latency",
+        "KernelshimNotReady",
+    }
     assert 'shim_drift_alert{model="iris-classifier"}' in alerts["KernelshimFeatureDrift"]["expr"]
     assert "shim_live_accuracy_alert" in alerts["KernelshimLiveAccuracyDrop"]["expr"]
     assert 'code=~"5.."' in alerts["KernelshimHigh5xxRate"]["expr"]
@@ -158,13 +185,19 @@ def test_sagemaker_data_capture_evaluates(terraform, tmp_path: Path) -> None:
         directory.mkdir()
         shutil.copy(SAGEMAKER / "variables_monitoring.tf", directory / "variables_monitoring.tf")
         (directory / "monitoring.tf").write_text(_locals_block(SAGEMAKER / "monitoring.tf"), encoding="utf-8")
-        (directory / "outputs.tf").write_text('output "capture" { value = local.data_capture }\n', encoding="utf-8")
+        (directory / "outputs.tf").write_text(
+            'output "capture" { value = local.data_capture }\n', encoding="utf-8"
+        )
         (directory / "values.auto.tfvars.json").write_text(json.dumps(platform), encoding="utf-8")
         return directory
 
     assert _evaluate(terraform, root("off", {}))["capture"] == []
-    on = _evaluate(terraform, root("on", {"data_capture_s3_uri": "s3://ml-capture/iris/",
-                                          "data_capture_sampling_percentage": 25}))
-    assert on["capture"] == [{"destination_s3_uri": "s3://ml-capture/iris/", "initial_sampling_percentage": 25}]
+    on = _evaluate(
+        terraform,
+        root("on", {"data_capture_s3_uri": "s3://ml-capture/iris/", "data_capture_sampling_percentage": 25}),
+    )
+    assert on["capture"] == [
+        {"destination_s3_uri": "s3://ml-capture/iris/", "initial_sampling_percentage": 25}
+    ]
     bad = _evaluate(terraform, root("bad", {"data_capture_s3_uri": "https://example.com/x"}))
     assert "s3://bucket[/prefix]" in bad["error"]

@@ -49,19 +49,26 @@ def linear_kernel(root: Path, monitoring: dict, rows: int = 5000, seed: int = 0)
     root.mkdir(parents=True)
     weights = np.array([[0.5], [-1.0], [0.25], [2.0]], dtype=np.float32)
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])], "linear",
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "linear",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])],
-        initializer=[numpy_helper.from_array(weights, "w")])
+        initializer=[numpy_helper.from_array(weights, "w")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.save(model, str(root / "model.onnx"))
     metadata = {
-        "contract_version": "1", "name": "linear-four", "version": "1.0.0", "framework": "onnx",
+        "contract_version": "1",
+        "name": "linear-four",
+        "version": "1.0.0",
+        "framework": "onnx",
         "model_file": "model.onnx",
         "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4], "features": ["a", "b", "c", "d"]}],
         "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 1]}],
-        "created_at": "2026-11-01T09:00:00Z", "created_by": "ds@example.com",
-        "training_dataset": "s3://data/linear/v1/", "cost_center": "cc-1",
+        "created_at": "2026-11-01T09:00:00Z",
+        "created_by": "ds@example.com",
+        "training_dataset": "s3://data/linear/v1/",
+        "cost_center": "cc-1",
         "batching": {"max_batch_size": 256, "max_queue_delay_us": 0},
         "monitoring": {"profile": "profile.json", **monitoring},
     }
@@ -75,8 +82,16 @@ def linear_kernel(root: Path, monitoring: dict, rows: int = 5000, seed: int = 0)
 
 
 def infer_body(name: str, rows: np.ndarray, request_id: str | None = None) -> dict:
-    body: dict = {"inputs": [{"name": name, "datatype": "FP32", "shape": list(rows.shape),
-                              "data": rows.astype(np.float32).ravel().tolist()}]}
+    body: dict = {
+        "inputs": [
+            {
+                "name": name,
+                "datatype": "FP32",
+                "shape": list(rows.shape),
+                "data": rows.astype(np.float32).ravel().tolist(),
+            }
+        ]
+    }
     if request_id is not None:
         body["id"] = request_id
     return body

@@ -44,14 +44,15 @@ def iris_split_rows() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def test_iris_held_back_rows_never_alert_and_shifted_petal_length_alerts(
-        server_factory, tmp_path: Path, iris_split_rows) -> None:
+    server_factory, tmp_path: Path, iris_split_rows
+) -> None:
     _x, _y, held, _held_y = iris_split_rows
     server = server_factory(iris_copy(tmp_path / "iris"), "--log-format", "json")
     rng = np.random.default_rng(12)
     with httpx.Client(base_url=server.url, timeout=10) as client:
         first = held[rng.choice(len(held), 30)]
         for start in range(0, 30, 10):
-            assert client.post(IRIS_INFER, json=infer_body("X", first[start:start + 10])).status_code == 200
+            assert client.post(IRIS_INFER, json=infer_body("X", first[start : start + 10])).status_code == 200
         report = wait_windows(client, IRIS_MONITORING, 1)
         # the full reference is kept (120 rows): the KS statistic is scipy's own to 1e-9
         profile = json.loads((tmp_path / "iris" / "profile.json").read_text())
@@ -63,7 +64,7 @@ def test_iris_held_back_rows_never_alert_and_shifted_petal_length_alerts(
         for window in range(1, 50):  # 50 windows of held-back rows (drawn with replacement)
             rows = held[rng.choice(len(held), 30)]
             for start in range(0, 30, 10):
-                client.post(IRIS_INFER, json=infer_body("X", rows[start:start + 10]))
+                client.post(IRIS_INFER, json=infer_body("X", rows[start : start + 10]))
             report = wait_windows(client, IRIS_MONITORING, window + 1)
             assert report["alerts"] == [], report
         assert report["windows_evaluated"] == 50
@@ -72,7 +73,7 @@ def test_iris_held_back_rows_never_alert_and_shifted_petal_length_alerts(
         for window in range(2):
             rows = shifted[rng.permutation(len(shifted))]
             for start in range(0, 30, 10):
-                client.post(IRIS_INFER, json=infer_body("X", rows[start:start + 10]))
+                client.post(IRIS_INFER, json=infer_body("X", rows[start : start + 10]))
             report = wait_windows(client, IRIS_MONITORING, 51 + window)
         assert "petal_length" in report["alerts"], report
         petal = next(f for f in report["features"] if f["name"] == "petal_length")
@@ -84,11 +85,15 @@ def test_iris_held_back_rows_never_alert_and_shifted_petal_length_alerts(
     assert alerts["feature=sepal_width,model=iris-classifier,version=0.1.0"] == 0.0
     assert metric_samples(metrics, "shim_drift_windows_total")["model=iris-classifier,version=0.1.0"] == 52
     assert metric_samples(metrics, "shim_drift_statistic")[
-        "feature=petal_length,model=iris-classifier,test=ks,version=0.1.0"] == pytest.approx(petal["statistic"])
+        "feature=petal_length,model=iris-classifier,test=ks,version=0.1.0"
+    ] == pytest.approx(petal["statistic"])
     classes = metric_samples(metrics, "shim_prediction_class_total")
     assert sum(classes.values()) == 52 * 30 and all("class=__other__" not in k for k in classes)
-    warnings = [r for r in server.log_records() if r.get("level") in ("WARNING", "warning")
-                and "petal_length" in r.get("msg", "")]
+    warnings = [
+        r
+        for r in server.log_records()
+        if r.get("level") in ("WARNING", "warning") and "petal_length" in r.get("msg", "")
+    ]
     assert warnings, server.logs()[-3000:]
     assert "exceeds the alert threshold for 2 windows (N=30 rows each)" in warnings[0]["msg"]
     assert warnings[0]["msg"].startswith("feature 'petal_length' KS D=")
@@ -96,8 +101,10 @@ def test_iris_held_back_rows_never_alert_and_shifted_petal_length_alerts(
 
 def test_false_alarm_rate_within_level_plus_three_standard_errors(server_factory, tmp_path: Path) -> None:
     level, windows, rows = 0.05, 200, 100
-    kernel = linear_kernel(tmp_path / "linear", {"window": {"rows": rows}, "level": level,
-                                                 "windows_in_a_row": 1, "correction": "benjamini-hochberg"})
+    kernel = linear_kernel(
+        tmp_path / "linear",
+        {"window": {"rows": rows}, "level": level, "windows_in_a_row": 1, "correction": "benjamini-hochberg"},
+    )
     server = server_factory(kernel)
     rng = np.random.default_rng(2026)
     with httpx.Client(base_url=server.url, timeout=10) as client:
@@ -135,8 +142,14 @@ def test_feedback_live_accuracy_and_alert(server_factory, tmp_path: Path, iris_s
         assert answer["id"] == "client-id-1"
         unknown = client.post(IRIS_FEEDBACK, json={"id": "never-served", "truth": 1})
         assert unknown.status_code == 404 and "no served prediction" in unknown.json()["error"]
-        for bad in ({"id": "client-id-1"}, {"id": 5, "truth": 1}, {"id": "client-id-1", "truth": [1, 2]},
-                    {"id": "client-id-1", "truth": {"x": 1}}, [1, 2], {"id": "client-id-1", "truth": 1, "x": 0}):
+        for bad in (
+            {"id": "client-id-1"},
+            {"id": 5, "truth": 1},
+            {"id": "client-id-1", "truth": [1, 2]},
+            {"id": "client-id-1", "truth": {"x": 1}},
+            [1, 2],
+            {"id": "client-id-1", "truth": 1, "x": 0},
+        ):
             response = client.post(IRIS_FEEDBACK, json=bad)
             assert response.status_code == 400, (bad, response.text)
         assert client.post(IRIS_FEEDBACK, content=b"{not json").status_code == 400
@@ -144,7 +157,8 @@ def test_feedback_live_accuracy_and_alert(server_factory, tmp_path: Path, iris_s
         assert client.post(IRIS_FEEDBACK, json={"id": "client-id-1", "truth": 0}).status_code == 404  # once
         assert client.post(IRIS_INFER, json=infer_body("X", x[:1])).status_code == 200
     assert metric_samples(metrics, "shim_live_accuracy")[
-        "metric=accuracy,model=iris-classifier,version=0.1.0"] == pytest.approx(0.70, abs=0.02)
+        "metric=accuracy,model=iris-classifier,version=0.1.0"
+    ] == pytest.approx(0.70, abs=0.02)
     assert metric_samples(metrics, "shim_live_accuracy_alert")["model=iris-classifier,version=0.1.0"] == 1.0
     lines = [r["msg"] for r in server.log_records() if r.get("msg", "").startswith("live accuracy")]
     # the alert is raised once enough feedback arrived (min(window, 100) rows), and logged once
@@ -158,7 +172,10 @@ def test_feedback_needs_the_same_credentials_as_inference(server_factory, tmp_pa
         assert client.get(IRIS_MONITORING).status_code == 401
         headers = {"Authorization": "Bearer s3cret"}
         answer = client.post(IRIS_INFER, json=infer_body("X", np.ones((1, 4))), headers=headers).json()
-        assert client.post(IRIS_FEEDBACK, json={"id": answer["id"], "truth": 1}, headers=headers).status_code == 200
+        assert (
+            client.post(IRIS_FEEDBACK, json={"id": answer["id"], "truth": 1}, headers=headers).status_code
+            == 200
+        )
 
 
 def test_monitoring_is_off_without_a_monitoring_block(server_factory, tmp_path: Path) -> None:
@@ -191,8 +208,12 @@ def test_a_damaged_profile_is_refused_by_serve_and_never_stops_serving(tmp_path:
 
     kernel_dir = iris_copy(tmp_path / "iris")
     (kernel_dir / "profile.json").write_text('{"profile_version": "1", "rows": 1,')
-    refused = subprocess.run([sys.executable, "-m", "shim.cli.main", "serve", str(kernel_dir), "--port", "1"],
-                             capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(
+        [sys.executable, "-m", "shim.cli.main", "serve", str(kernel_dir), "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "KS407" in refused.stdout + refused.stderr
     app = InferenceApp(read_kernel(kernel_dir), ServerSettings(kernel_dir=str(kernel_dir), threads=1))
@@ -221,8 +242,12 @@ def test_drift_demo_prints_the_alert(tmp_path: Path) -> None:
     import sys
 
     demo = Path(__file__).resolve().parents[2] / "examples" / "drift_demo.py"
-    result = subprocess.run([sys.executable, str(demo), "--windows", "2"], capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(demo), "--windows", "2"], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "alerts: none" in result.stdout and "alerts: petal_length" in result.stdout
-    assert "feature 'petal_length' KS D=" in result.stdout and 'shim_drift_alert{feature="petal_length"' in result.stdout
+    assert (
+        "feature 'petal_length' KS D=" in result.stdout
+        and 'shim_drift_alert{feature="petal_length"' in result.stdout
+    )

@@ -21,7 +21,7 @@ from .conftest import free_port
 from .monitoring_kernels import infer_body, iris_copy
 
 pytest.importorskip("opentelemetry.sdk")
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2  # noqa: E402
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 
 class Receiver:
@@ -31,7 +31,7 @@ class Receiver:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 if self.headers.get("content-encoding") == "gzip":
                     body = gzip.decompress(body)
@@ -66,8 +66,10 @@ class Receiver:
             if len(found) >= count:
                 return found
             time.sleep(0.05)
-        raise AssertionError(f"{len([s for s in self.spans if s.trace_id == trace_id])} spans of the trace "
-                             f"arrived; {len(self.spans)} in all")
+        raise AssertionError(
+            f"{len([s for s in self.spans if s.trace_id == trace_id])} spans of the trace "
+            f"arrived; {len(self.spans)} in all"
+        )
 
 
 @pytest.fixture
@@ -77,17 +79,24 @@ def receiver() -> Iterator[Receiver]:
     receiver.server.shutdown()
 
 
-def test_each_request_yields_its_spans_under_the_callers_trace(server_factory, tmp_path: Path,
-                                                               receiver: Receiver) -> None:
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100",
-           "OTEL_SERVICE_NAME": "iris-under-test"}
+def test_each_request_yields_its_spans_under_the_callers_trace(
+    server_factory, tmp_path: Path, receiver: Receiver
+) -> None:
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_SERVICE_NAME": "iris-under-test",
+    }
     server = server_factory(iris_copy(tmp_path / "iris"), env=env)
     callers = []
     with httpx.Client(base_url=server.url, timeout=10) as client:
         for i in range(3):
             trace_id, parent_id = f"{i + 1:032x}", f"{i + 7:016x}"
-            response = client.post("/v2/models/iris-classifier/infer", json=infer_body("X", np.ones((2, 4))),
-                                   headers={"traceparent": f"00-{trace_id}-{parent_id}-01"})
+            response = client.post(
+                "/v2/models/iris-classifier/infer",
+                json=infer_body("X", np.ones((2, 4))),
+                headers={"traceparent": f"00-{trace_id}-{parent_id}-01"},
+            )
             assert response.status_code == 200
             returned = response.headers["traceparent"].split("-")
             assert returned[1] == trace_id and returned[2] != parent_id
@@ -111,11 +120,18 @@ def test_each_request_yields_its_spans_under_the_callers_trace(server_factory, t
     assert receiver.paths and all(p == "/v1/traces" for p in receiver.paths)
 
 
-def test_without_otel_variables_there_are_no_traces(server_factory, tmp_path: Path, receiver: Receiver) -> None:
-    server = server_factory(iris_copy(tmp_path / "iris"), env={"OTEL_SDK_DISABLED": "true",
-                                                                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
-    response = httpx.post(server.url + "/v2/models/iris-classifier/infer", json=infer_body("X", np.ones((1, 4))),
-                          headers={"traceparent": f"00-{1:032x}-{2:016x}-01"})
+def test_without_otel_variables_there_are_no_traces(
+    server_factory, tmp_path: Path, receiver: Receiver
+) -> None:
+    server = server_factory(
+        iris_copy(tmp_path / "iris"),
+        env={"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint},
+    )
+    response = httpx.post(
+        server.url + "/v2/models/iris-classifier/infer",
+        json=infer_body("X", np.ones((1, 4))),
+        headers={"traceparent": f"00-{1:032x}-{2:016x}-01"},
+    )
     assert response.status_code == 200 and "traceparent" not in response.headers
     time.sleep(0.5)
     assert receiver.spans == []

@@ -62,8 +62,9 @@ def chi2(window: np.ndarray, reference: Reference) -> TestResult:
     assert reference.counts is not None
     categories = list(reference.categories) + sorted(set(counts) - set(reference.categories))
     observed = np.array([counts.get(c, 0) for c in categories], dtype=np.float64)
-    expected = np.concatenate([reference.counts.astype(np.float64),
-                               np.zeros(len(categories) - len(reference.categories))])
+    expected = np.concatenate(
+        [reference.counts.astype(np.float64), np.zeros(len(categories) - len(reference.categories))]
+    )
     keep = (observed + expected) > 0
     table = np.vstack([observed[keep], expected[keep]])
     rows = int(observed.sum())
@@ -84,7 +85,9 @@ def psi(window: np.ndarray, reference: Reference) -> TestResult:
         assert reference.values is not None
         edges = np.unique(np.quantile(reference.values, np.linspace(0.1, 0.9, 9)))
         actual = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
-        expected = np.bincount(np.searchsorted(edges, reference.values, side="right"), minlength=len(edges) + 1)
+        expected = np.bincount(
+            np.searchsorted(edges, reference.values, side="right"), minlength=len(edges) + 1
+        )
         if reference.type == "quantiles":  # quantile points are equally spaced in probability
             expected = expected.astype(np.float64)
     rows = int(actual.sum())

@@ -72,20 +72,27 @@ class FeedbackStore:
         """Score one feedback; ``truth`` is one value per row of the request (a scalar for one row)."""
         values = truth if isinstance(truth, list) else [truth]
         if len(values) != predicted.shape[0]:
-            raise FeedbackError("invalid", f"'truth' has {len(values)} value(s); the request had "
-                                f"{predicted.shape[0]} row(s): send one value per row")
+            raise FeedbackError(
+                "invalid",
+                f"'truth' has {len(values)} value(s); the request had "
+                f"{predicted.shape[0]} row(s): send one value per row",
+            )
         if self.metric == "accuracy":
-            if not all(isinstance(v, (str, int)) and not isinstance(v, bool) or isinstance(v, bool)
-                       for v in values):
-                raise FeedbackError("invalid", "'truth' must be the class label (a string or an integer) "
-                                    "per row")
-            correct = sum(category_key(p) == category_key(v) for p, v in zip(predicted.tolist(), values,
-                                                                                strict=True))
+            if not all(
+                (isinstance(v, (str, int)) and not isinstance(v, bool)) or isinstance(v, bool) for v in values
+            ):
+                raise FeedbackError(
+                    "invalid", "'truth' must be the class label (a string or an integer) per row"
+                )
+            correct = sum(
+                category_key(p) == category_key(v) for p, v in zip(predicted.tolist(), values, strict=True)
+            )
             outcomes = [1.0] * correct + [0.0] * (len(values) - correct)
             result = Joined(correct, len(values), 0.0)
         else:
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                       for v in values):
+            if not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+            ):
                 raise FeedbackError("invalid", "'truth' must be a finite number per row")
             errors = np.abs(predicted.astype(np.float64) - np.asarray(values, dtype=np.float64))
             outcomes = errors.tolist()

@@ -58,8 +58,10 @@ def _groups(items: list[Any]) -> list[list[Any]]:
     last = None
     for item in items:
         try:
-            key = (tuple((n, a.dtype.str, a.shape[1:]) for n, a in item[1].items()),
-                   tuple((n, a.dtype.str, a.shape[1:]) for n, a in item[2].items()))
+            key = (
+                tuple((n, a.dtype.str, a.shape[1:]) for n, a in item[1].items()),
+                tuple((n, a.dtype.str, a.shape[1:]) for n, a in item[2].items()),
+            )
             if any(a.ndim == 0 for a in item[1].values()) or any(a.ndim == 0 for a in item[2].values()):
                 key = None
         except AttributeError:
@@ -75,7 +77,9 @@ def _groups(items: list[Any]) -> list[list[Any]]:
 class _Series:
     """One monitored series (a feature or an output): its reference, test and window values."""
 
-    def __init__(self, name: str, kind: str, test: str, reference: Any, output_kind: str | None = None) -> None:
+    def __init__(
+        self, name: str, kind: str, test: str, reference: Any, output_kind: str | None = None
+    ) -> None:
         self.name = name
         self.kind = kind  # "continuous" / "categorical"
         self.test = test
@@ -87,27 +91,38 @@ class _Series:
 
 
 class Monitor:
-    def __init__(self, kernel: Kernel, profile: Profile, spec: MonitoringSpec, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, kernel: Kernel, profile: Profile, spec: MonitoringSpec, registry: CollectorRegistry
+    ) -> None:
         self.kernel = kernel
         self.profile = profile
         self.spec = spec
-        self.layout = [s for s in feature_layout(kernel, spec) if any(f.name == s.name for f in profile.features)]
+        self.layout = [
+            s for s in feature_layout(kernel, spec) if any(f.name == s.name for f in profile.features)
+        ]
         self.series: dict[str, _Series] = {}
         for feature in profile.features:
             default = "ks" if feature.kind == "continuous" else "chi2"
-            self.series[feature.name] = _Series(feature.name, feature.kind, spec.tests.get(feature.name, default),
-                                                feature.reference)
+            self.series[feature.name] = _Series(
+                feature.name, feature.kind, spec.tests.get(feature.name, default), feature.reference
+            )
         for output in profile.outputs:
             kind = spec.outputs.get(output.name, output.kind)
             if kind == "ignore":
                 continue
             categorical = output.kind == "label"
             default = "chi2" if categorical else "ks"
-            self.series[output.name] = _Series(output.name, "categorical" if categorical else "continuous",
-                                               spec.tests.get(output.name, default), output.reference, output.kind)
+            self.series[output.name] = _Series(
+                output.name,
+                "categorical" if categorical else "continuous",
+                spec.tests.get(output.name, default),
+                output.reference,
+                output.kind,
+            )
         self.outputs = {s.name: s.output_kind for s in self.series.values() if s.output_kind}
         self._pending: deque[tuple[str | None, dict[str, np.ndarray], dict[str, np.ndarray]]] = deque(
-            maxlen=MAX_PENDING)
+            maxlen=MAX_PENDING
+        )
         self._every = max(1, round(1 / spec.sample_fraction))
         self._seen = 0
         self._ids = itertools.count(1)
@@ -117,14 +132,25 @@ class Monitor:
         self._windows = 0
         self._work = threading.Lock()
         self._stop = threading.Event()
-        self.report: dict[str, Any] = {"model": kernel.name, "version": kernel.version, "windows_evaluated": 0,
-                                       "window": None, "features": [], "outputs": [], "alerts": []}
+        self.report: dict[str, Any] = {
+            "model": kernel.name,
+            "version": kernel.version,
+            "windows_evaluated": 0,
+            "window": None,
+            "features": [],
+            "outputs": [],
+            "alerts": [],
+        }
         expected = spec.expected
         self.feedback_output = expected.output or next(
             (name for name, kind in self.outputs.items() if kind in ("label", "value")),
-            next(iter(self.outputs), None))
-        metric = "mae" if (expected.mae is not None or self.outputs.get(self.feedback_output) == "value") \
+            next(iter(self.outputs), None),
+        )
+        metric = (
+            "mae"
+            if (expected.mae is not None or self.outputs.get(self.feedback_output) == "value")
             else "accuracy"
+        )
         self.feedback = FeedbackStore(metric, spec.feedback_max_entries, spec.feedback_ttl_s, expected.window)
         self._accuracy_alert = False
         self._metrics(registry)
@@ -134,45 +160,88 @@ class Monitor:
     def _metrics(self, registry: CollectorRegistry) -> None:
         model, version = self.kernel.name, self.kernel.version
         labels = ("model", "version")
-        self.m_statistic = Gauge("shim_drift_statistic", "Drift test statistic of the last window per feature "
-                                 "(KS D, chi-squared or PSI).", (*labels, "feature", "test"), registry=registry)
-        self.m_p_value = Gauge("shim_drift_p_value", "Corrected p-value of the last window's drift test.",
-                               (*labels, "feature"), registry=registry)
-        self.m_alert = Gauge("shim_drift_alert", "1 while the feature drifts for windows_in_a_row windows.",
-                             (*labels, "feature"), registry=registry)
-        self.m_windows = Counter("shim_drift_windows", "Monitoring windows evaluated.", labels,
-                                 registry=registry).labels(model, version)
-        self.m_drifting = Counter("shim_drift_windows_drifting", "Windows in which at least one test drifted "
-                                  "(corrected p-value below level); the false-alarm rate when nothing drifts.",
-                                  labels, registry=registry).labels(model, version)
-        self.m_rows = Counter("shim_monitored_rows", "Rows observed by the monitor.", labels,
-                              registry=registry).labels(model, version)
-        self.m_dropped = Counter("shim_monitor_dropped", "Observed requests dropped because the monitor fell "
-                                 "behind.", labels, registry=registry).labels(model, version)
-        self.m_classes = Counter("shim_prediction_class", "Predicted classes of label outputs (classes of the "
-                                 "profile; others are counted as __other__).", (*labels, "output", "class"),
-                                 registry=registry)
-        self.m_confidence = Histogram("shim_prediction_confidence", "Top probability of probability outputs.",
-                                      (*labels, "output"), buckets=_CONFIDENCE_BUCKETS, registry=registry)
-        self.m_live = Gauge("shim_live_accuracy", "Live accuracy (or mean absolute error, metric label) over "
-                            "the last feedback window.", (*labels, "metric"), registry=registry)
-        self.m_live_alert = Gauge("shim_live_accuracy_alert", "1 while live accuracy is worse than "
-                                  "monitoring.expected by more than its tolerance.", labels,
-                                  registry=registry).labels(model, version)
-        self.m_feedback = Counter("shim_feedback", "Feedback received, by result.", (*labels, "result"),
-                                  registry=registry)
+        self.m_statistic = Gauge(
+            "shim_drift_statistic",
+            "Drift test statistic of the last window per feature (KS D, chi-squared or PSI).",
+            (*labels, "feature", "test"),
+            registry=registry,
+        )
+        self.m_p_value = Gauge(
+            "shim_drift_p_value",
+            "Corrected p-value of the last window's drift test.",
+            (*labels, "feature"),
+            registry=registry,
+        )
+        self.m_alert = Gauge(
+            "shim_drift_alert",
+            "1 while the feature drifts for windows_in_a_row windows.",
+            (*labels, "feature"),
+            registry=registry,
+        )
+        self.m_windows = Counter(
+            "shim_drift_windows", "Monitoring windows evaluated.", labels, registry=registry
+        ).labels(model, version)
+        self.m_drifting = Counter(
+            "shim_drift_windows_drifting",
+            "Windows in which at least one test drifted "
+            "(corrected p-value below level); the false-alarm rate when nothing drifts.",
+            labels,
+            registry=registry,
+        ).labels(model, version)
+        self.m_rows = Counter(
+            "shim_monitored_rows", "Rows observed by the monitor.", labels, registry=registry
+        ).labels(model, version)
+        self.m_dropped = Counter(
+            "shim_monitor_dropped",
+            "Observed requests dropped because the monitor fell behind.",
+            labels,
+            registry=registry,
+        ).labels(model, version)
+        self.m_classes = Counter(
+            "shim_prediction_class",
+            "Predicted classes of label outputs (classes of the profile; others are counted as __other__).",
+            (*labels, "output", "class"),
+            registry=registry,
+        )
+        self.m_confidence = Histogram(
+            "shim_prediction_confidence",
+            "Top probability of probability outputs.",
+            (*labels, "output"),
+            buckets=_CONFIDENCE_BUCKETS,
+            registry=registry,
+        )
+        self.m_live = Gauge(
+            "shim_live_accuracy",
+            "Live accuracy (or mean absolute error, metric label) over the last feedback window.",
+            (*labels, "metric"),
+            registry=registry,
+        )
+        self.m_live_alert = Gauge(
+            "shim_live_accuracy_alert",
+            "1 while live accuracy is worse than monitoring.expected by more than its tolerance.",
+            labels,
+            registry=registry,
+        ).labels(model, version)
+        self.m_feedback = Counter(
+            "shim_feedback", "Feedback received, by result.", (*labels, "result"), registry=registry
+        )
         self._labels = (model, version)
         for series in self.series.values():
             self.m_alert.labels(model, version, series.name).set(0)
-        self._known_classes = {name: set(s.reference.categories[:MAX_CLASS_LABELS])
-                               for name, s in self.series.items() if s.output_kind == "label"}
+        self._known_classes = {
+            name: set(s.reference.categories[:MAX_CLASS_LABELS])
+            for name, s in self.series.items()
+            if s.output_kind == "label"
+        }
 
     # -- the request path -----------------------------------------------------------------------
     def new_id(self) -> str:
         """A request id for a request that brought none (feedback refers to it)."""
         return f"{self._id_prefix}-{next(self._ids)}"
 
-    def observe(self, request_id: str | None, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
+    def observe(
+        self, request_id: str | None, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
+    ) -> None:
         """Hand the request's arrays to the monitor thread: references only, O(1)."""
         self._seen += 1
         if self._seen % self._every == 0:
@@ -213,15 +282,20 @@ class Monitor:
                 else:
                     self._window_started = time.monotonic()
 
-    def _take_many(self, group: list[tuple[str | None, dict[str, np.ndarray], dict[str, np.ndarray]]]) -> None:
+    def _take_many(
+        self, group: list[tuple[str | None, dict[str, np.ndarray], dict[str, np.ndarray]]]
+    ) -> None:
         """Requests of one shape merged, so the per-feature work is once per drain, not per request."""
         if len(group) == 1:
             self._take(*group[0])
             return
         first = group[0]
         inputs = {name: np.concatenate([item[1][name] for item in group]) for name in first[1]}
-        outputs = {name: np.concatenate([item[2][name] for item in group]) for name in first[2]
-                   if all(name in item[2] for item in group)}
+        outputs = {
+            name: np.concatenate([item[2][name] for item in group])
+            for name in first[2]
+            if all(name in item[2] for item in group)
+        }
         self._take(None, inputs, outputs)
         if self.feedback_output is not None and self.feedback_output in outputs:
             now = time.monotonic()
@@ -231,10 +305,12 @@ class Monitor:
                 array = request_outputs[self.feedback_output]
                 rows = array.shape[0] if array.ndim else 1
                 if request_id is not None:
-                    self.feedback.remember(request_id, predicted[offset:offset + rows], now)
+                    self.feedback.remember(request_id, predicted[offset : offset + rows], now)
                 offset += rows
 
-    def _take(self, request_id: str | None, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
+    def _take(
+        self, request_id: str | None, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
+    ) -> None:
         columns = feature_columns(self.layout, inputs)
         rows = 0
         for name, values in columns.items():
@@ -296,15 +372,23 @@ class Monitor:
         self._window_started = time.monotonic()
         self._windows += 1
         tested = [name for name, r in results.items() if r.p_value is not None]
-        adjusted = dict(zip(tested, correct([results[n].p_value for n in tested], self.spec.correction),  # type: ignore[misc]
-                            strict=True))
+        adjusted = dict(
+            zip(
+                tested,
+                correct([results[n].p_value for n in tested], self.spec.correction),  # type: ignore[misc]
+                strict=True,
+            )
+        )
         entries = []
         model, version = self._labels
         for name, result in results.items():
             series = self.series[name]
             p_value = adjusted.get(name)
-            drift = (result.statistic > self.spec.psi_threshold if result.p_value is None
-                     else p_value is not None and p_value < self.spec.level)
+            drift = (
+                result.statistic > self.spec.psi_threshold
+                if result.p_value is None
+                else p_value is not None and p_value < self.spec.level
+            )
             series.streak = series.streak + 1 if drift else 0
             was = series.alerting
             series.alerting = series.streak >= self.spec.windows_in_a_row
@@ -313,28 +397,58 @@ class Monitor:
                 self.m_p_value.labels(model, version, name).set(p_value)
             self.m_alert.labels(model, version, name).set(1 if series.alerting else 0)
             if series.alerting and not was:
-                log.warning(self._alert_line(series, result, p_value, rows), extra={
-                    "feature": name, "test": result.test, "statistic": round(result.statistic, 6),
-                    "p_value": p_value, "windows": series.streak, "rows": rows})
+                log.warning(
+                    self._alert_line(series, result, p_value, rows),
+                    extra={
+                        "feature": name,
+                        "test": result.test,
+                        "statistic": round(result.statistic, 6),
+                        "p_value": p_value,
+                        "windows": series.streak,
+                        "rows": rows,
+                    },
+                )
             elif was and not series.alerting:
-                log.info(f"{'output' if series.output_kind else 'feature'} {name!r} no longer drifts "
-                         f"({_SHOWN[result.test]}={result.statistic:.3g})", extra={"feature": name})
-            entries.append({
-                "name": name, "kind": series.kind, "test": result.test, "statistic": result.statistic,
-                "p_value": result.p_value, "adjusted_p_value": p_value, "drift": bool(drift),
-                "windows_in_a_row": series.streak, "alert": series.alerting, "rows": result.rows,
-                "non_finite_rate": rates.get(name, 0.0),
-                **({"ks_bound": series.reference.ks_bound} if series.reference.type == "quantiles" else {}),
-            })
+                log.info(
+                    f"{'output' if series.output_kind else 'feature'} {name!r} no longer drifts "
+                    f"({_SHOWN[result.test]}={result.statistic:.3g})",
+                    extra={"feature": name},
+                )
+            entries.append(
+                {
+                    "name": name,
+                    "kind": series.kind,
+                    "test": result.test,
+                    "statistic": result.statistic,
+                    "p_value": result.p_value,
+                    "adjusted_p_value": p_value,
+                    "drift": bool(drift),
+                    "windows_in_a_row": series.streak,
+                    "alert": series.alerting,
+                    "rows": result.rows,
+                    "non_finite_rate": rates.get(name, 0.0),
+                    **(
+                        {"ks_bound": series.reference.ks_bound}
+                        if series.reference.type == "quantiles"
+                        else {}
+                    ),
+                }
+            )
         self.m_windows.inc()
         if any(e["drift"] for e in entries):
             self.m_drifting.inc()
         self.report = {
-            "model": model, "version": version, "windows_evaluated": self._windows,
-            "window": {"index": self._windows, "rows": rows,
-                       "closed_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                       "level": self.spec.level, "correction": self.spec.correction,
-                       "windows_in_a_row": self.spec.windows_in_a_row},
+            "model": model,
+            "version": version,
+            "windows_evaluated": self._windows,
+            "window": {
+                "index": self._windows,
+                "rows": rows,
+                "closed_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "level": self.spec.level,
+                "correction": self.spec.correction,
+                "windows_in_a_row": self.spec.windows_in_a_row,
+            },
             "features": [e for e in entries if not self.series[e["name"]].output_kind],
             "outputs": [e for e in entries if self.series[e["name"]].output_kind],
             "alerts": [e["name"] for e in entries if e["alert"]],
@@ -343,22 +457,36 @@ class Monitor:
     def _alert_line(self, series: _Series, result: TestResult, p_value: float | None, rows: int) -> str:
         what = "output" if series.output_kind else "feature"
         shown = f"{_SHOWN[result.test]}={result.statistic:.3g}"
-        significance = f" (p={p_value:.3g})" if p_value is not None else f" (threshold {self.spec.psi_threshold:g})"
-        return (f"{what} {series.name!r} {shown}{significance} exceeds the alert threshold for "
-                f"{series.streak} window{'s' if series.streak != 1 else ''} (N={rows} rows each)")
+        significance = (
+            f" (p={p_value:.3g})" if p_value is not None else f" (threshold {self.spec.psi_threshold:g})"
+        )
+        return (
+            f"{what} {series.name!r} {shown}{significance} exceeds the alert threshold for "
+            f"{series.streak} window{'s' if series.streak != 1 else ''} (N={rows} rows each)"
+        )
 
     # -- feedback -------------------------------------------------------------------------------
     def receive_feedback(self, document: Any) -> dict[str, Any]:
         """Join ``{"id": ..., "truth": ...}`` with the served prediction; raises ``FeedbackError``."""
         model, version = self._labels
-        if not isinstance(document, dict) or set(document) - {"id", "truth"} or "id" not in document \
-                or "truth" not in document:
-            raise FeedbackError("invalid", "feedback must be a JSON object {\"id\": <request id>, \"truth\": "
-                                "<label or value, or a list with one per row>}")
+        if (
+            not isinstance(document, dict)
+            or set(document) - {"id", "truth"}
+            or "id" not in document
+            or "truth" not in document
+        ):
+            raise FeedbackError(
+                "invalid",
+                'feedback must be a JSON object {"id": <request id>, "truth": '
+                "<label or value, or a list with one per row>}",
+            )
         request_id = document["id"]
         if not isinstance(request_id, str) or not request_id or len(request_id) > 256:
-            raise FeedbackError("invalid", "'id' must be the request id the inference response returned "
-                                "(a string of at most 256 characters)")
+            raise FeedbackError(
+                "invalid",
+                "'id' must be the request id the inference response returned "
+                "(a string of at most 256 characters)",
+            )
         if self.feedback_output is None:
             raise FeedbackError("invalid", "this model has no monitored output to compare feedback with")
         predicted = self.feedback.take(request_id)
@@ -367,9 +495,12 @@ class Monitor:
             predicted = self.feedback.take(request_id)
         if predicted is None:
             self.m_feedback.labels(model, version, "unknown").inc()
-            raise FeedbackError("not_found", "no served prediction with this id: unknown, already answered, "
-                                f"older than {self.spec.feedback_ttl_s:g}s, or not observed "
-                                "(monitoring.sample_fraction)")
+            raise FeedbackError(
+                "not_found",
+                "no served prediction with this id: unknown, already answered, "
+                f"older than {self.spec.feedback_ttl_s:g}s, or not observed "
+                "(monitoring.sample_fraction)",
+            )
         try:
             joined = self.feedback.join(predicted, document["truth"])
         except FeedbackError:
@@ -382,7 +513,13 @@ class Monitor:
         if live is not None:
             self.m_live.labels(model, version, metric).set(live)
             self._check_accuracy(live, n)
-        answer: dict[str, Any] = {"id": request_id, "rows": joined.rows, "metric": metric, "live": live, "n": n}
+        answer: dict[str, Any] = {
+            "id": request_id,
+            "rows": joined.rows,
+            "metric": metric,
+            "live": live,
+            "n": n,
+        }
         if metric == "accuracy":
             answer["correct"] = joined.correct
         return answer
@@ -398,8 +535,10 @@ class Monitor:
             worse = live > figure * (1 + expected.tolerance)
         if worse and not self._accuracy_alert:
             name = "accuracy" if self.feedback.metric == "accuracy" else "mean absolute error"
-            log.warning(f"live {name} {figure:.3g} -> {live:.3g} (N={n})",
-                        extra={"expected": figure, "live": live, "n": n})
+            log.warning(
+                f"live {name} {figure:.3g} -> {live:.3g} (N={n})",
+                extra={"expected": figure, "live": live, "n": n},
+            )
         elif self._accuracy_alert and not worse:
             log.info(f"live {self.feedback.metric} back to {live:.3g} (N={n})")
         self._accuracy_alert = worse
@@ -408,10 +547,17 @@ class Monitor:
     def accuracy_report(self) -> dict[str, Any]:
         live, n = self.feedback.live()
         expected = self.spec.expected
-        return {"metric": self.feedback.metric, "output": self.feedback_output, "live": live, "n": n,
-                "expected": expected.accuracy if self.feedback.metric == "accuracy" else expected.mae,
-                "tolerance": expected.tolerance, "alert": self._accuracy_alert,
-                "feedback_joined": self.feedback.joined, "predictions_kept": len(self.feedback)}
+        return {
+            "metric": self.feedback.metric,
+            "output": self.feedback_output,
+            "live": live,
+            "n": n,
+            "expected": expected.accuracy if self.feedback.metric == "accuracy" else expected.mae,
+            "tolerance": expected.tolerance,
+            "alert": self._accuracy_alert,
+            "feedback_joined": self.feedback.joined,
+            "predictions_kept": len(self.feedback),
+        }
 
     def full_report(self) -> dict[str, Any]:
         return {**self.report, "pending_rows": self._rows, "live_accuracy": self.accuracy_report()}

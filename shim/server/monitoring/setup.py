@@ -27,8 +27,11 @@ def build_monitor(kernel: Kernel, registry: CollectorRegistry) -> tuple[Any, str
         profile, spec = load_profile(kernel)
     except ProfileError as exc:
         first = exc.findings[0] if exc.findings else None
-        reason = (f"monitoring is off: {first.code} {first.file} {first.path} {first.message}" if first
-                  else "monitoring is off: the profile cannot be used")
+        reason = (
+            f"monitoring is off: {first.code} {first.file} {first.path} {first.message}"
+            if first
+            else "monitoring is off: the profile cannot be used"
+        )
         log.error(reason, extra={"findings": [f.code for f in exc.findings]})
         return None, reason
     from shim.server.monitoring.monitor import Monitor

@@ -32,8 +32,9 @@ def tracing_requested(environ: dict[str, str] | os._Environ[str] = os.environ) -
     exporter = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
     if exporter == "none":
         return False
-    return exporter == "otlp" or bool(environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-                                      or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    return exporter == "otlp" or bool(
+        environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
 
 
 def tracer_from_environment(kernel: Kernel) -> RequestTracer | None:
@@ -45,11 +46,17 @@ def tracer_from_environment(kernel: Kernel) -> RequestTracer | None:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError as exc:
-        log.warning("tracing is off: OTEL_* ask for traces but the tracing extra is not installed; "
-                    "pip install 'kernelshim[tracing]'", extra={"missing": exc.name})
+        log.warning(
+            "tracing is off: OTEL_* ask for traces but the tracing extra is not installed; "
+            "pip install 'kernelshim[tracing]'",
+            extra={"missing": exc.name},
+        )
         return None
-    attributes = {"service.name": os.environ.get("OTEL_SERVICE_NAME") or f"kernelshim-{kernel.name}",
-                  "service.version": kernel.version, "kernelshim.model": kernel.name}
+    attributes = {
+        "service.name": os.environ.get("OTEL_SERVICE_NAME") or f"kernelshim-{kernel.name}",
+        "service.version": kernel.version,
+        "kernelshim.model": kernel.name,
+    }
     provider = TracerProvider(resource=Resource.create(attributes))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     log.info("tracing on: OTLP/HTTP export", extra={"service": attributes["service.name"]})
@@ -90,10 +97,17 @@ class RequestTracer:
     def begin(self, carrier: dict[str, str], protocol: str, path: str, started: float) -> RequestTrace:
         parent = self.propagator.extract(carrier)
         span = self.tracer.start_span(
-            "infer", context=parent, kind=self._server_kind, start_time=self._epoch_ns(started),
-            attributes={"rpc.system" if protocol == "grpc" else "http.route": path,
-                        "kernelshim.protocol": protocol, "kernelshim.model": self.kernel.name,
-                        "kernelshim.model_version": self.kernel.version})
+            "infer",
+            context=parent,
+            kind=self._server_kind,
+            start_time=self._epoch_ns(started),
+            attributes={
+                "rpc.system" if protocol == "grpc" else "http.route": path,
+                "kernelshim.protocol": protocol,
+                "kernelshim.model": self.kernel.name,
+                "kernelshim.model_version": self.kernel.version,
+            },
+        )
         return RequestTrace(span, started)
 
     def traceparent(self, trace: RequestTrace) -> str:
@@ -108,8 +122,9 @@ class RequestTracer:
             now = time.perf_counter()
 
             def child(name: str, start: float, end: float, attributes: dict[str, Any] | None = None) -> None:
-                span = self.tracer.start_span(name, context=context, start_time=self._epoch_ns(start),
-                                              attributes=attributes or {})
+                span = self.tracer.start_span(
+                    name, context=context, start_time=self._epoch_ns(start), attributes=attributes or {}
+                )
                 span.end(end_time=self._epoch_ns(end))
 
             if trace.decoded is not None:
@@ -117,8 +132,16 @@ class RequestTracer:
             if len(trace.execution) == 5:
                 enqueued, began, finished, batch, rows = trace.execution
                 child("queue", enqueued, began)
-                child("execute", began, finished, {"kernelshim.batch_size": int(batch),
-                                                   "kernelshim.rows": int(rows), "kernelshim.device": str(self.device_of())})
+                child(
+                    "execute",
+                    began,
+                    finished,
+                    {
+                        "kernelshim.batch_size": int(batch),
+                        "kernelshim.rows": int(rows),
+                        "kernelshim.device": str(self.device_of()),
+                    },
+                )
                 if trace.encoded is not None:
                     child("encode", finished, trace.encoded)
             trace.span.set_attribute("http.response.status_code", status)
