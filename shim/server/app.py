@@ -251,7 +251,7 @@ class InferenceApp:
                                          dataplane.limits)
             except ProtocolError as exc:
                 raise DataplaneError.from_protocol(exc) from None
-            request_id = dataplane.request_id(decoded.id)
+            request_id = decoded.id if dataplane.monitor is None else dataplane.request_id(decoded.id)
             if trace is None:
                 outputs = await dataplane.infer(decoded.inputs, request_id)
             else:

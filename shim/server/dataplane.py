@@ -221,9 +221,9 @@ class Dataplane:
 
     def request_id(self, given: str | None) -> str | None:
         """The request's id: the caller's, or (when monitoring, so feedback can name it) a new one."""
-        if given is None and self.monitor is not None:
+        if not given and self.monitor is not None:
             return self.monitor.new_id()
-        return given
+        return given or None
 
     async def infer(self, inputs: dict[str, np.ndarray], request_id: str | None = None,
                     trace: list[float] | None = None) -> dict[str, np.ndarray]:

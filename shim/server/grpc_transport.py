@@ -144,7 +144,8 @@ class InferenceServicer(oip.GRPCInferenceServiceServicer):
                                                         dataplane.limits)
             except ProtocolError as exc:
                 raise DataplaneError.from_protocol(exc) from None
-            request_id = call.request_id = dataplane.request_id(decoded.id)
+            request_id = decoded.id if dataplane.monitor is None else dataplane.request_id(decoded.id)
+            call.request_id = request_id
             if trace is not None:
                 trace.decoded = time.perf_counter()
             outputs = await dataplane.infer(decoded.inputs, request_id, trace.execution if trace else None)

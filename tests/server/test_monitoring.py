@@ -251,3 +251,30 @@ def test_drift_demo_prints_the_alert(tmp_path: Path) -> None:
         "feature 'petal_length' KS D=" in result.stdout
         and 'shim_drift_alert{feature="petal_length"' in result.stdout
     )
+
+
+def test_grpc_requests_are_monitored_and_get_ids_for_feedback(server_factory, tmp_path: Path) -> None:
+    """One dataplane: a gRPC inference is observed like a REST one and its id takes feedback."""
+    triton_grpc = pytest.importorskip("tritonclient.grpc")
+    from .conftest import free_port
+
+    port = free_port()
+    server = server_factory(iris_copy(tmp_path / "iris"), "--grpc-port", str(port))
+    client = triton_grpc.InferenceServerClient(f"127.0.0.1:{port}")
+    tensor = triton_grpc.InferInput("X", [3, 4], "FP32")
+    tensor.set_data_from_numpy(np.tile(np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32), (3, 1)))
+    result = client.infer("iris-classifier", [tensor])
+    request_id = result.get_response().id
+    labels = result.as_numpy("label").tolist()
+    assert request_id
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        joined = http.post(IRIS_FEEDBACK, json={"id": request_id, "truth": labels})
+        assert joined.status_code == 200 and joined.json()["correct"] == 3, joined.text
+        given = client.infer("iris-classifier", [tensor], request_id="caller-7")
+        assert given.get_response().id == "caller-7"
+        assert http.post(IRIS_FEEDBACK, json={"id": "caller-7", "truth": [0, 0, 1]}).json()["correct"] == 2
+        deadline = time.monotonic() + 10
+        while "shim_monitored_rows_total" not in http.get("/metrics").text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        rows = metric_samples(http.get("/metrics").text, "shim_monitored_rows_total")
+    assert rows["model=iris-classifier,version=0.1.0"] == 6

@@ -34,8 +34,12 @@ def build_monitor(kernel: Kernel, registry: CollectorRegistry) -> tuple[Any, str
         )
         log.error(reason, extra={"findings": [f.code for f in exc.findings]})
         return None, reason
-    from shim.server.monitoring.monitor import Monitor
-
+    try:
+        from shim.server.monitoring.monitor import Monitor
+    except ImportError as exc:  # an image without scipy still serves, and says why it does not monitor
+        reason = f"monitoring is off: {exc.name} is not installed (pip install 'scipy>=1.11')"
+        log.error(reason)
+        return None, reason
     monitor = Monitor(kernel, profile, spec, registry)
     monitor.start()
     return monitor, None
