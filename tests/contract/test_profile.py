@@ -218,3 +218,67 @@ def test_profile_reader_refuses_damaged_profiles(kernel_copy) -> None:
     with pytest.raises(ProfileError) as caught:
         load_profile(read_kernel(kernel))
     assert caught.value.findings[0].code == "KS703"
+
+
+def test_images_are_profiled_by_declared_per_channel_summaries(tmp_path: Path) -> None:
+    """A [N, 3, 8, 8] input is monitored by its per-channel mean (monitoring.summaries), not per pixel."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from shim.contract.scaffold import write_golden_sample
+    from shim.contract.validator import validate_kernel
+    from shim.spec.monitoring import feature_columns, feature_layout
+
+    kernel = tmp_path / "images"
+    kernel.mkdir()
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["score"]),
+        ],
+        "pool",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch", 3])],
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+        str(kernel / "model.onnx"),
+    )
+    metadata = {
+        "contract_version": "1",
+        "name": "pooled-images",
+        "version": "1.0.0",
+        "framework": "onnx",
+        "model_file": "model.onnx",
+        "inputs": [{"name": "image", "datatype": "FP32", "shape": [-1, 3, 8, 8]}],
+        "outputs": [{"name": "score", "datatype": "FP32", "shape": [-1, 3]}],
+        "created_at": "2026-11-01T09:00:00Z",
+        "created_by": "ds@example.com",
+        "training_dataset": "s3://img/v1/",
+        "cost_center": "cc-1",
+        "batching": {"max_batch_size": 16},
+        "monitoring": {
+            "profile": "profile.json",
+            "summaries": [
+                {"name": "brightness", "input": "image", "statistic": "mean", "channel_axis": 1},
+                {"name": "contrast", "input": "image", "statistic": "std"},
+            ],
+        },
+    }
+    (kernel / "model_metadata.json").write_text(json.dumps(metadata))
+    (kernel / "samples").mkdir()
+    write_golden_sample(kernel, metadata)
+    images = np.random.default_rng(3).uniform(0, 1, (50, 3, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "image.npy", images)
+    _path, document = build_profile(kernel, [tmp_path / "image.npy"])
+    names = [f["name"] for f in document["features"]]
+    assert names == ["brightness[0]", "brightness[1]", "brightness[2]", "contrast"]
+    assert document["outputs"] == []  # a score that is neither label, probability nor one value
+    loaded = read_kernel(kernel)
+    columns = feature_columns(feature_layout(loaded), {"image": images})
+    np.testing.assert_allclose(columns["brightness[1]"], images[:, 1].reshape(50, -1).mean(axis=1), rtol=1e-6)
+    reference = sorted(
+        next(f for f in document["features"] if f["name"] == "brightness[1]")["reference"]["values"]
+    )
+    np.testing.assert_allclose(reference, np.sort(columns["brightness[1]"]))
+    assert validate_kernel(kernel).ok
