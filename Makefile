@@ -20,7 +20,7 @@ install: $(BIN)/python
 
 install-dev: $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH_PIN)"
-	$(BIN)/pip install -q -e ".[torch,grpc,dev,images,iac]"
+	$(BIN)/pip install -q -e ".[torch,grpc,dev,images,iac,tracing,parquet]"
 
 validate: install
 	$(BIN)/shim validate examples/kernels/*

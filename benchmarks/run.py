@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import gate, grpc_load, inprocess, peer_envs, startup
+from benchmarks import gate, grpc_load, inprocess, monitoring, peer_envs, startup
 from benchmarks.loadgen import LoadGenError, run_load, wrk_binary
 from benchmarks.models import MODELS, prepare
 from benchmarks.report import render_markdown, summarize, write_docs
@@ -299,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_startup:
         results["startup"] = startup.run_all(work, kernels, args.big_model_gib, log)
         results["gate"] = gate.run_all(work, args.big_model_gib, log, repeat=1 if args.smoke else 3)
+        results["monitoring"] = monitoring.run_all(work, log, *((2000, 500, 1) if args.smoke else ()))
 
     results["load_after"] = os.getloadavg()
     results["total_seconds"] = round(time.perf_counter() - started, 1)

@@ -12,6 +12,7 @@ import argparse
 import json
 import shutil
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -38,18 +39,40 @@ def _finish(kernel: Path, **fields: object) -> None:
     write_golden_sample(kernel, metadata)
 
 
-def build_iris(out: Path, work: Path) -> None:
-    from skl2onnx import to_onnx
+IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def iris_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's bundled iris data split 120/30: every fifth row (10 per class) is held back.
+
+    The model is trained and profiled on the 120 rows; the 30 held-back rows are the test split
+    (``monitoring.expected.accuracy``) and what examples/drift_demo.py replays.
+    """
     from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
 
     x, y = load_iris(return_X_y=True)
     x = x.astype(np.float32)
+    held = np.arange(len(x)) % 5 == 4
+    return x[~held], y[~held], x[held], y[held]
+
+
+def build_iris(out: Path, work: Path) -> None:
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    from shim.contract.profiling import build_profile
+
+    x, y, x_test, y_test = iris_split()
     classifier = LogisticRegression(max_iter=500, random_state=0).fit(x, y)
+    accuracy = float((classifier.predict(x_test) == y_test).mean())
     onx = to_onnx(classifier, x[:1], options={id(classifier): {"zipmap": False}}, target_opset=17)
     model = work / "iris.onnx"
     model.write_bytes(onx.SerializeToString())
     kernel = scaffold_kernel("iris-classifier", model, out / "iris-classifier", max_batch_size=64)
+    metadata_path = kernel / "model_metadata.json"
+    metadata = json.loads(metadata_path.read_text())
+    metadata["inputs"][0]["features"] = IRIS_FEATURES
+    metadata_path.write_text(json.dumps(metadata, indent=2) + "\n")
     _finish(
         kernel,
         description="Logistic regression on the four iris measurements (cm); "
@@ -58,7 +81,21 @@ def build_iris(out: Path, work: Path) -> None:
         tolerance={"atol": 1e-5, "rtol": 1e-4},
         resources={"cpu": "1", "memory": "512Mi", "gpu": 0},
         batching={"max_batch_size": 64, "max_queue_delay_us": 200},
+        monitoring={
+            "profile": "profile.json",
+            "window": {"rows": 30, "seconds": 60},
+            "level": 0.01,
+            "correction": "benjamini-hochberg",
+            "windows_in_a_row": 2,
+            "expected": {"accuracy": round(accuracy, 4), "output": "label", "tolerance": 0.05, "window": 200},
+        },
     )
+    data = work / "iris-train.csv"
+    with data.open("w", encoding="utf-8") as handle:
+        handle.write(",".join(IRIS_FEATURES) + "\n")
+        for row in x:
+            handle.write(",".join(repr(float(v)) for v in row) + "\n")
+    build_profile(kernel, [data], now=datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc))
 
 
 def build_torchscript_mlp(out: Path, work: Path) -> None:

@@ -75,6 +75,23 @@ CODES: dict[str, str] = {
     "KS610": "monitored kernel's pods are not scraped by Prometheus",
     "KS611": "monitored kernel has no alert rules in the plan",
     "KS612": "image is not the one this deploy built",
+    # monitoring: the training profile (validator) and its reference data (`shim profile`)
+    "KS701": "monitoring profile missing",
+    "KS702": "monitoring profile unreadable, too large or not strict JSON",
+    "KS703": "monitoring profile breaks its schema",
+    "KS704": "profiled features differ from the contract's features",
+    "KS705": "profiled feature comes from another place than the contract says",
+    "KS706": "profiled outputs differ from the contract's outputs",
+    "KS707": "monitoring profile made for another model",
+    "KS708": "features or summaries do not fit the contract's tensors",
+    "KS709": "monitoring test does not fit the feature",
+    "KS710": "monitoring expected figure does not fit the contract",
+    "KS720": "reference data file unreadable or of an unsupported format",
+    "KS721": "reference data columns do not match the contract's features",
+    "KS722": "reference data holds objects, pickles or non-numeric values",
+    "KS723": "reference data request is not a valid v2 request for the contract",
+    "KS724": "model failed on the reference data",
+    "KS725": "profile would exceed its size cap",
 }
 
 

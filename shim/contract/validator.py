@@ -18,6 +18,7 @@ from typing import Any
 from shim.contract.handler_check import check_handler
 from shim.contract.kernel import read_metadata, read_metadata_leniently
 from shim.contract.model_check import check_model_file, compare_onnx_signature, load_onnx
+from shim.contract.profile_check import check_profile, profile_cap
 from shim.contract.results import ValidationReport
 from shim.findings import Finding
 from shim.policy.dependencies import check_requirements
@@ -64,6 +65,9 @@ def validate_kernel(
     handler = (kernel.metadata.get("preprocessing") or {}).get("handler")
     if not (handler and gate.blocks(handler)):
         report.findings += check_handler(kernel)
+    profile_name = (kernel.metadata.get("monitoring") or {}).get("profile")
+    if profile_name and not gate.blocks(profile_name):
+        report.findings += check_profile(kernel, profile_cap(policies.artifact))
     model_name = kernel.metadata["model_file"]
     file_findings = check_model_file(kernel, policies.artifact)
     report.findings += file_findings

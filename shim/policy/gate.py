@@ -43,6 +43,9 @@ METADATA, MODEL, EXTERNAL_DATA, SAMPLE, REQUIREMENTS, HANDLER, DOCUMENTATION = (
     "handler",
     "documentation",
 )
+#: The training profile named by ``monitoring.profile``: strict JSON within role_limits.profile.
+PROFILE = "profile"
+DEFAULT_PROFILE_BYTES = 2 * 1024 * 1024
 SAMPLES_DIR = "samples"
 #: Text roles and their size cap in role_limits.
 TEXT_LIMITS = {REQUIREMENTS: "requirements", HANDLER: "handler", DOCUMENTATION: "documentation"}
@@ -69,6 +72,7 @@ class Declaration:
     model_file: str | None = None
     framework: str | None = None
     handler: str | None = None
+    profile: str | None = None
 
     @classmethod
     def from_metadata(cls, metadata: Any) -> Declaration:
@@ -79,7 +83,10 @@ class Declaration:
         )
         values = (metadata.get("model_file"), metadata.get("framework"), handler.get("handler"))
         model_file, framework, handler_name = (v if isinstance(v, str) and v else None for v in values)
-        return cls(_top_level(model_file), framework, _top_level(handler_name))
+        monitoring = metadata.get("monitoring")
+        profile = monitoring.get("profile") if isinstance(monitoring, dict) else None
+        profile = profile if isinstance(profile, str) and profile.endswith(".json") else None
+        return cls(_top_level(model_file), framework, _top_level(handler_name), _top_level(profile))
 
 
 def _top_level(name: str | None) -> str | None:
@@ -240,6 +247,8 @@ class _Scan:
             return REQUIREMENTS
         if relative == declaration.handler and relative.endswith(".py"):
             return HANDLER
+        if relative == declaration.profile and relative != "model_metadata.json":
+            return PROFILE
         folder, _, name = relative.rpartition("/")
         if folder == SAMPLES_DIR:
             return SAMPLE if name.endswith(".json") and not name.startswith(".") else None
@@ -309,6 +318,8 @@ class _Scan:
             self.check_json(relative, self.limits["sample"], "KS302")
         elif role == METADATA:
             self.check_size(relative, self.limits["metadata"])  # content: the contract reader (KS003/4)
+        elif role == PROFILE:
+            self.check_json(relative, int(self.limits.get("profile", DEFAULT_PROFILE_BYTES)), "KS407")
         elif role in TEXT_LIMITS:
             self.check_text(relative, self.limits[TEXT_LIMITS[role]], role)
         else:

@@ -33,6 +33,8 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 JSON = b"application/json"
+#: Largest feedback body: an id and the truth of one request's rows.
+FEEDBACK_BODY_BYTES = 1024 * 1024
 OCTETS = b"application/octet-stream"
 
 
@@ -61,6 +63,8 @@ ROUTES: tuple[Route, ...] = (
       for prefix in (_MODEL, _VERSION)
       for suffix, method, handler in (("", "GET", "_model_metadata"), ("/ready", "GET", "_ready"),
                                       ("/config", "GET", "_model_config"), ("/stats", "GET", "_model_stats"),
+                                      ("/monitoring", "GET", "_monitoring"),
+                                      ("/feedback", "POST", "_feedback"),
                                       ("/infer", "POST", "_infer"))),
 )
 _FIXED = {route.path: route for route in ROUTES if "{" not in route.path}
@@ -121,6 +125,10 @@ class InferenceApp:
                 for companion in self.companions:  # in-flight gRPC calls finish, new ones are refused
                     await companion.stop(self.settings.graceful_timeout_s)
                 await asyncio.get_running_loop().run_in_executor(None, self.service.stop)
+                if self.dataplane.monitor is not None:
+                    self.dataplane.monitor.stop()
+                if self.dataplane.tracer is not None:
+                    self.dataplane.tracer.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -193,12 +201,28 @@ class InferenceApp:
     async def _model_stats(self, scope: Scope, receive: Receive, send: Send, call: Call | None) -> None:
         await _respond(send, 200, json_bytes(self.dataplane.model_stats()))
 
+    async def _monitoring(self, scope: Scope, receive: Receive, send: Send, call: Call | None) -> None:
+        await _respond(send, 200, json_bytes(self.dataplane.monitoring_report()))
+
+    async def _feedback(self, scope: Scope, receive: Receive, send: Send, call: Call | None) -> None:
+        if self.dataplane.monitor is None:
+            self.dataplane.monitoring_report()  # raises the 404 that says why
+        body = await self._read_body(receive, FEEDBACK_BODY_BYTES)
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise HTTPError("invalid", f"feedback body is not valid JSON: {exc}") from None
+        await _respond(send, 200, json_bytes(self.dataplane.feedback(document)))
+
     async def _infer(self, scope: Scope, receive: Receive, send: Send, call: Call | None) -> None:
         dataplane = self.dataplane
         call = call or Call("rest", "", scope["path"], time.perf_counter())
         dataplane.in_flight += 1
         document = decoded = None
         header_id = None
+        trace = None
+        if dataplane.tracer is not None:
+            trace = dataplane.tracer.begin(_trace_carrier(scope), "rest", scope["path"], call.started)
         try:
             header_length = encoding = None
             for key, value in scope["headers"]:
@@ -227,16 +251,27 @@ class InferenceApp:
                                          dataplane.limits)
             except ProtocolError as exc:
                 raise DataplaneError.from_protocol(exc) from None
-            outputs = await dataplane.infer(decoded.inputs)
+            request_id = decoded.id if dataplane.monitor is None else dataplane.request_id(decoded.id)
+            if trace is None:
+                outputs = await dataplane.infer(decoded.inputs, request_id)
+            else:
+                trace.decoded = time.perf_counter()
+                outputs = await dataplane.infer(decoded.inputs, request_id, trace.execution)
+            call.request_id = request_id
             payload, json_length = encode_infer_response(
-                self.kernel.name, self.kernel.version, decoded.id, self.kernel.outputs, outputs,
+                self.kernel.name, self.kernel.version, request_id, self.kernel.outputs, outputs,
                 decoded.outputs, decoded.binary_outputs_default,
             )
+            extra = None
+            if trace is not None:
+                trace.encoded = time.perf_counter()
+                extra = [(b"traceparent", dataplane.tracer.traceparent(trace).encode())]
             if json_length is not None:
                 await _respond(send, 200, payload, OCTETS,
-                               [(b"inference-header-content-length", str(json_length).encode())])
+                               [(b"inference-header-content-length", str(json_length).encode()),
+                                *(extra or ())])
             else:
-                await _respond(send, 200, payload, JSON)
+                await _respond(send, 200, payload, JSON, extra)
         except DataplaneError as exc:
             call.status = exc.status
             await _respond(send, exc.status, error_body(str(exc)), headers=exc.headers)
@@ -249,9 +284,11 @@ class InferenceApp:
             if not call.client:
                 call.client = _client(scope)
             dataplane.finish(call, decoded.inputs if decoded is not None else None, document)
+            if trace is not None:
+                dataplane.tracer.end(trace, call.status, call.request_id)
 
-    async def _read_body(self, receive: Receive) -> bytes:
-        limit = self.settings.max_body_bytes
+    async def _read_body(self, receive: Receive, limit: int | None = None) -> bytes:
+        limit = limit or self.settings.max_body_bytes
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGone()
@@ -305,6 +342,12 @@ def _split_binary(body: bytes, header_length: bytes | None) -> tuple[bytes | mem
                         f"{len(body)} bytes")
     view = memoryview(body)
     return view[:length], view[length:]
+
+
+def _trace_carrier(scope: Scope) -> dict[str, str]:
+    """The W3C trace context headers of the request (what the propagator reads)."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+            if name in (b"traceparent", b"tracestate")}
 
 
 def _credentials(scope: Scope) -> bytes | None:

@@ -44,6 +44,8 @@ class Job:
     loop: asyncio.AbstractEventLoop
     enqueued: float = field(default_factory=time.perf_counter)
     abandoned: bool = False
+    #: tracing only: [enqueued, started, finished, batch size, rows] is appended when it ran
+    trace: list[float] | None = None
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -83,6 +85,7 @@ class Batcher:
         self._stopping = False
         self._busy = False  # the worker is running a batch
         self._compute_ema: float | None = None  # recent seconds per execution; None until measured
+        self._batch_started = 0.0
         self._thread = threading.Thread(target=self._work, name="shim-model-worker", daemon=True)
         self._thread.start()
 
@@ -90,16 +93,23 @@ class Batcher:
     def depth(self) -> int:
         return len(self._queue)
 
-    async def submit(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    async def submit(self, inputs: dict[str, np.ndarray],
+                     trace: list[float] | None = None) -> dict[str, np.ndarray]:
         if len(self._queue) >= self.max_queue_size:
             raise QueueFull(f"the request queue is full ({self.max_queue_size} waiting)")
         loop = asyncio.get_running_loop()
         first = next(iter(inputs.values()))
         rows = int(first.shape[0]) if self.batching and first.ndim else 1
         if self._inline_ok():
-            return self._run_inline(inputs, rows)
+            if trace is None:
+                return self._run_inline(inputs, rows)
+            began = time.perf_counter()
+            try:
+                return self._run_inline(inputs, rows)
+            finally:
+                trace.extend((began, began, time.perf_counter(), 1, rows))
         signature = tuple((name, a.shape[1:]) for name, a in inputs.items()) if self.batching else ()
-        job = Job(inputs, rows, signature, loop.create_future(), loop)
+        job = Job(inputs, rows, signature, loop.create_future(), loop, trace=trace)
         with self._cv:
             self._queue.append(job)
             self._cv.notify()
@@ -157,6 +167,7 @@ class Batcher:
             for job in batch:
                 self.metrics.queue_seconds.observe(started - job.enqueued)
             self.metrics.batch_size.observe(len(batch))
+            self._batch_started = started
             self._run(batch)
             self._note_compute(time.perf_counter() - started)
             self._busy = False
@@ -226,7 +237,11 @@ class Batcher:
             failure = self._model_failure(exc)
             batch[0].loop.call_soon_threadsafe(_resolve, batch[0].future, None, failure)
             return
+        finished = time.perf_counter()
         for job, result in zip(batch, results, strict=True):
+            if job.trace is not None:  # tracing: recorded before the request can see its result
+                job.trace.extend((job.enqueued, self._batch_started, finished, len(batch),
+                                  sum(j.rows for j in batch)))
             job.loop.call_soon_threadsafe(_resolve, job.future, result, None)
         if self.runtime.device.kind == "cuda":
             stats = self.runtime.memory_stats()

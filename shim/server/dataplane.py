@@ -27,6 +27,8 @@ from shim.server.audit import AuditLogger, fingerprint
 from shim.server.batcher import ModelFailure, QueueFull
 from shim.server.metrics import ServerMetrics
 from shim.server.model_service import ModelService
+from shim.server.monitoring.feedback import FeedbackError
+from shim.server.monitoring.setup import build_monitor, build_tracer
 from shim.server.ratelimit import RateLimiter
 from shim.server.settings import ServerSettings
 from shim.spec.kernel import Kernel
@@ -124,6 +126,13 @@ class Dataplane:
                         if settings.rate_limit_per_s > 0 else None)
         #: one boolean on the hot path when authentication, rate limiting and audit are all off
         self.guarded = bool(self.tokens) or self.limiter is not None or self.audit is not None
+        #: drift and live-accuracy monitoring; None (one ``if`` per request) without a profile
+        self.monitor, self.monitoring_problem = build_monitor(kernel, self.metrics.registry)
+        #: OpenTelemetry tracer; None (one ``if`` per request) unless OTEL_* configure an exporter
+        self.tracer = build_tracer(kernel)
+        if self.tracer is not None:
+            self.tracer.device_of = lambda: (self.service.batcher.runtime.device.kind
+                                             if self.service.batcher is not None else "-")
 
     # -- admission ------------------------------------------------------------------------------
     def admit(self, call: Call, presented: bytes | None, host: str) -> None:
@@ -214,14 +223,24 @@ class Dataplane:
             raise DataplaneError("unavailable", f"model {self.kernel.name!r} is not ready: {service.reason}",
                                  retry_after_s=self.settings.retry_after_s)
 
-    async def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def request_id(self, given: str | None) -> str | None:
+        """The request's id: the caller's, or (when monitoring, so feedback can name it) a new one."""
+        if not given and self.monitor is not None:
+            return self.monitor.new_id()
+        return given or None
+
+    async def infer(self, inputs: dict[str, np.ndarray], request_id: str | None = None,
+                    trace: list[float] | None = None) -> dict[str, np.ndarray]:
         """Submit decoded inputs to the batcher; every failure becomes a ``DataplaneError``."""
         batcher = self.service.batcher
         if batcher is None:
             raise DataplaneError("unavailable", f"model {self.kernel.name!r} is not ready: "
                                  f"{self.service.reason}", retry_after_s=self.settings.retry_after_s)
         try:
-            return await batcher.submit(inputs)
+            outputs = await batcher.submit(inputs, trace)
+            if self.monitor is not None:
+                self.monitor.observe(request_id, inputs, outputs)
+            return outputs
         except QueueFull as exc:
             raise DataplaneError("unavailable", f"{exc}; retry later",
                                  retry_after_s=self.settings.retry_after_s) from None
@@ -229,6 +248,20 @@ class Dataplane:
             raise DataplaneError("unavailable", str(exc), retry_after_s=self.settings.retry_after_s) from None
         except ModelFailure as exc:
             raise DataplaneError("model_failed", str(exc)) from None
+
+    # -- monitoring -------------------------------------------------------------------------------
+    def monitoring_report(self) -> dict[str, Any]:
+        if self.monitor is None:
+            raise DataplaneError("not_found", self.monitoring_problem or "monitoring is off")
+        return self.monitor.full_report()
+
+    def feedback(self, document: Any) -> dict[str, Any]:
+        if self.monitor is None:
+            raise DataplaneError("not_found", self.monitoring_problem or "monitoring is off")
+        try:
+            return self.monitor.receive_feedback(document)
+        except FeedbackError as exc:
+            raise DataplaneError(exc.kind, str(exc)) from None
 
     # -- accounting -------------------------------------------------------------------------------
     def finish(self, call: Call, arrays: Mapping[str, np.ndarray] | None = None, document: Any = None,

@@ -131,6 +131,11 @@ class InferenceServicer(oip.GRPCInferenceServiceServicer):
         dataplane.in_flight += 1
         decoded = document = None
         failure: DataplaneError | None = None
+        trace = None
+        if dataplane.tracer is not None:
+            carrier = {k: v for k, v in (context.invocation_metadata() or ())
+                       if k in ("traceparent", "tracestate")}
+            trace = dataplane.tracer.begin(carrier, "grpc", "ModelInfer", call.started)
         try:
             dataplane.check_model(request.model_name, request.model_version)
             dataplane.check_ready_for_inference()
@@ -139,11 +144,18 @@ class InferenceServicer(oip.GRPCInferenceServiceServicer):
                                                         dataplane.limits)
             except ProtocolError as exc:
                 raise DataplaneError.from_protocol(exc) from None
-            outputs = await dataplane.infer(decoded.inputs)
+            request_id = decoded.id if dataplane.monitor is None else dataplane.request_id(decoded.id)
+            call.request_id = request_id
+            if trace is not None:
+                trace.decoded = time.perf_counter()
+            outputs = await dataplane.infer(decoded.inputs, request_id, trace.execution if trace else None)
             requested = [o.name for o in decoded.outputs] if decoded.outputs else None
-            return encode_grpc_response(oip.ModelInferResponse(), dataplane.kernel.name,
-                                        dataplane.kernel.version, decoded.id, dataplane.kernel.outputs,
-                                        outputs, requested)
+            response = encode_grpc_response(oip.ModelInferResponse(), dataplane.kernel.name,
+                                            dataplane.kernel.version, request_id, dataplane.kernel.outputs,
+                                            outputs, requested)
+            if trace is not None:
+                trace.encoded = time.perf_counter()
+            return response
         except DataplaneError as exc:
             failure = exc
             call.status = exc.status
@@ -153,6 +165,8 @@ class InferenceServicer(oip.GRPCInferenceServiceServicer):
         finally:
             dataplane.in_flight -= 1
             dataplane.finish(call, decoded.inputs if decoded is not None else None, document)
+            if trace is not None:
+                dataplane.tracer.end(trace, call.status, call.request_id)
         await _abort(context, failure)
 
 

@@ -144,6 +144,33 @@ def _model_paths(kernel: Kernel, prefix: str, parameters: list[dict[str, Any]]) 
                 "responses": {"200": _response("configuration", {"type": "object"}), **secured},
             }
         },
+        f"{prefix}/monitoring": {
+            "get": {
+                "operationId": f"modelMonitoring{'Version' if len(parameters) > 1 else ''}",
+                "summary": "the latest monitoring window: drift per feature and output, alerts, live "
+                "accuracy (404 when the contract has no monitoring block)",
+                "parameters": parameters,
+                "responses": {"200": _response("monitoring report", {"type": "object"}), **secured},
+            }
+        },
+        f"{prefix}/feedback": {
+            "post": {
+                "operationId": f"modelFeedback{'Version' if len(parameters) > 1 else ''}",
+                "summary": "the true label (or value) of a served request, joined by its id for live "
+                "accuracy",
+                "parameters": parameters,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["id", "truth"], "additionalProperties": False,
+                        "properties": {"id": {"type": "string", "maxLength": 256},
+                                       "truth": {"description": "label or value; a list with one per row"}},
+                    }}},
+                },
+                "responses": {"200": _response("joined", {"type": "object"}),
+                              **_errors(400, 401, 404, 405, 413, 429)},
+            }
+        },
         f"{prefix}/stats": {
             "get": {
                 "operationId": f"modelStats{'Version' if len(parameters) > 1 else ''}",

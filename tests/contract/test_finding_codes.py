@@ -39,6 +39,10 @@ DIGITS = "torch-export-digits"
 #: Produced by the Terraform plan gate, not by kernels; tests/iac covers them (see the last test).
 PLAN_GATE_CODES = {code for code in CODES if code.startswith("KS6")}
 META, REQ, SAMPLE = "model_metadata.json", "requirements.txt", "samples/example.json"
+PROFILE = "profile.json"
+#: Produced by the profile reader outside the validator (the gate refuses a damaged profile first,
+#: KS407/KS409) and by `shim profile` on reference data; tests/contract/test_profile.py covers them.
+PROFILE_CODES = {"KS702"} | {code for code in CODES if code.startswith("KS72")}
 MEMBER, BROKEN = "model.pt!mlp/extra.pkl", "samples/broken.json"
 DATA_PKL = "model.pt!mlp/data.pkl"
 
@@ -60,6 +64,21 @@ def metadata(change: Callable[[dict], object]) -> Callable[[Path, Path], None]:
 
 def sample(change: Callable[[dict], object]) -> Callable[[Path, Path], None]:
     return lambda kernel, _scratch: edit_json(kernel / "samples" / "example.json", change)
+
+
+def profile(change: Callable[[dict], object]) -> Callable[[Path, Path], None]:
+    return lambda kernel, _scratch: edit_json(kernel / "profile.json", change)
+
+
+def monitoring(key: str, value: object) -> Callable[[Path, Path], None]:
+    return metadata(lambda m: m["monitoring"].__setitem__(key, value))
+
+
+def small_profile_cap(_kernel: Path, scratch: Path) -> Path:
+    from shim.policy.loader import load_policies
+
+    limits = dict(load_policies().artifact["role_limits"], profile=1024)
+    return policy_override(scratch / "policies", role_limits=limits)
 
 
 def write(name: str, data: bytes | str) -> Callable[[Path, Path], None]:
@@ -307,6 +326,30 @@ CASES = [
          "line 2"),
     Case("requirement-extras", IRIS, requirements("requests[socks]==2.32.3\n"), "KS508", REQ,
          "line 1"),
+    # monitoring: the profile named by monitoring.profile (the iris example carries one)
+    Case("profile-missing", IRIS, remove("profile.json"), "KS701", PROFILE),
+    Case("profile-not-json", IRIS, write("profile.json", '{"profile_version": "1",'), "KS407", PROFILE),
+    Case("profile-too-large", IRIS, small_profile_cap, "KS409", PROFILE),
+    Case("profile-schema", IRIS, profile(set_field("profile_version", "2")), "KS703", PROFILE,
+         "$.profile_version"),
+    Case("profile-feature-missing", IRIS, profile(lambda p: p["features"].pop(2)), "KS704", PROFILE,
+         "$.features"),
+    Case("profile-feature-extra", IRIS, profile(lambda p: p["features"].append(
+        {**p["features"][0], "name": "stem_length"})), "KS704", PROFILE, "$.features[4].name"),
+    Case("profile-feature-moved", IRIS, profile(lambda p: p["features"][0]["source"].__setitem__("index", 1)),
+         "KS705", PROFILE, "$.features[0].source"),
+    Case("profile-output-unknown", IRIS, profile(lambda p: p["outputs"][0].__setitem__("name", "score")),
+         "KS706", PROFILE, "$.outputs[0].name"),
+    Case("profile-other-model", IRIS, profile(lambda p: p["model"].__setitem__("name", "other-model")),
+         "KS707", PROFILE, "$.model.name"),
+    Case("features-wrong-count", IRIS, tensor("inputs", 0, "features", ["a", "b", "c"]), "KS708", META,
+         "$.inputs"),
+    Case("monitoring-test-mismatch", IRIS, monitoring("tests", {"petal_length": "chi2"}), "KS709", META,
+         "$.monitoring.tests.petal_length"),
+    Case("monitoring-test-unknown-feature", IRIS, monitoring("tests", {"stem_length": "ks"}), "KS709", META,
+         "$.monitoring.tests.stem_length"),
+    Case("monitoring-expected-output", IRIS, monitoring("expected", {"accuracy": 0.9, "output": "nope"}),
+         "KS710", META, "$.monitoring.expected.output"),
 ]
 
 
@@ -353,7 +396,13 @@ def test_broken_kernel_reports_its_code(case: Case, kernel_copy, tmp_path: Path,
 
 def test_table_covers_every_code() -> None:
     covered = {case.code for case in CASES}
-    assert covered == set(CODES) - PLAN_GATE_CODES
+    assert covered == set(CODES) - PLAN_GATE_CODES - PROFILE_CODES
+
+
+def test_profile_codes_are_tested_by_the_profile_suite() -> None:
+    text = (REPO / "tests" / "contract" / "test_profile.py").read_text(encoding="utf-8")
+    missing = sorted(code for code in PROFILE_CODES if f'"{code}"' not in text)
+    assert not missing, f"no test in tests/contract/test_profile.py checks {missing}"
 
 
 def test_plan_gate_codes_are_tested_by_the_iac_suite() -> None:

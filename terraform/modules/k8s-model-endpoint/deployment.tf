@@ -31,7 +31,7 @@ resource "kubernetes_deployment_v1" "endpoint" {
     template {
       metadata {
         labels      = local.labels
-        annotations = local.annotations
+        annotations = merge(local.annotations, local.monitoring_annotations)
       }
 
       spec {

@@ -108,6 +108,26 @@ resource "aws_sagemaker_endpoint_configuration" "this" {
     initial_variant_weight = 1
   }
 
+  # Optional request/response capture to S3 (monitoring.tf).
+  dynamic "data_capture_config" {
+    for_each = local.data_capture
+    content {
+      enable_capture              = true
+      destination_s3_uri          = data_capture_config.value.destination_s3_uri
+      initial_sampling_percentage = data_capture_config.value.initial_sampling_percentage
+      kms_key_id                  = aws_kms_key.endpoint.arn
+      capture_options {
+        capture_mode = "Input"
+      }
+      capture_options {
+        capture_mode = "Output"
+      }
+      capture_content_type_header {
+        json_content_types = ["application/json"]
+      }
+    }
+  }
+
   tags = local.tags
 
   lifecycle {

@@ -1,0 +1,563 @@
+"""The monitor: served rows observed off the hot path, tested per window, alerts raised.
+
+The request path only calls ``observe`` (when the kernel has a profile): it appends a reference to
+the request's decoded inputs and its outputs to a bounded deque (no copy, no statistics; the
+oldest observations are dropped if the monitor ever falls that far behind). A daemon thread drains
+the deque every ``POLL_S``, turns requests into per-feature columns with the same
+``feature_columns`` the profiler used, and when a window is full (``window.rows`` rows, or
+``window.seconds`` with at least ``min_rows``) tests every feature and output against the profile
+(``shim.server.monitoring.drift``), corrects across them, and updates the Prometheus metrics, the
+report ``GET /v2/models/{name}/monitoring`` returns, and the alert state. A feature alerts after
+``windows_in_a_row`` drifting windows in a row; the log says so once when it starts and once when
+it clears.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from collections import deque
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from shim.server.monitoring.drift import TESTS, TestResult, correct
+from shim.server.monitoring.feedback import FeedbackError, FeedbackStore
+from shim.spec.kernel import Kernel
+from shim.spec.monitoring import (
+    MonitoringSpec,
+    Profile,
+    category_key,
+    feature_columns,
+    feature_layout,
+    output_values,
+)
+
+log = logging.getLogger("shim.server")
+
+POLL_S = 0.05
+#: Observed requests waiting for the monitor thread; beyond it the oldest are dropped.
+MAX_PENDING = 65536
+MAX_CLASS_LABELS = 64
+_CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+_SHOWN = {"ks": "KS D", "chi2": "chi-squared", "psi": "PSI"}
+
+
+#: Observed requests merged into one piece of work by the monitor thread.
+DRAIN_BATCH = 4096
+
+
+def _groups(items: list[Any]) -> list[list[Any]]:
+    """Consecutive observed requests whose arrays can be concatenated (same names, dtypes, row shapes)."""
+    groups: list[list[Any]] = []
+    last = None
+    for item in items:
+        try:
+            key = (
+                tuple((n, a.dtype.str, a.shape[1:]) for n, a in item[1].items()),
+                tuple((n, a.dtype.str, a.shape[1:]) for n, a in item[2].items()),
+            )
+            if any(a.ndim == 0 for a in item[1].values()) or any(a.ndim == 0 for a in item[2].values()):
+                key = None
+        except AttributeError:
+            key = None
+        if key is not None and key == last and groups:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+        last = key
+    return groups
+
+
+class _Series:
+    """One monitored series (a feature or an output): its reference, test and window values."""
+
+    def __init__(
+        self, name: str, kind: str, test: str, reference: Any, output_kind: str | None = None
+    ) -> None:
+        self.name = name
+        self.kind = kind  # "continuous" / "categorical"
+        self.test = test
+        self.reference = reference
+        self.output_kind = output_kind
+        self.chunks: list[np.ndarray] = []
+        self.streak = 0
+        self.alerting = False
+
+
+class Monitor:
+    def __init__(
+        self, kernel: Kernel, profile: Profile, spec: MonitoringSpec, registry: CollectorRegistry
+    ) -> None:
+        self.kernel = kernel
+        self.profile = profile
+        self.spec = spec
+        self.layout = [
+            s for s in feature_layout(kernel, spec) if any(f.name == s.name for f in profile.features)
+        ]
+        self.series: dict[str, _Series] = {}
+        for feature in profile.features:
+            default = "ks" if feature.kind == "continuous" else "chi2"
+            self.series[feature.name] = _Series(
+                feature.name, feature.kind, spec.tests.get(feature.name, default), feature.reference
+            )
+        for output in profile.outputs:
+            kind = spec.outputs.get(output.name, output.kind)
+            if kind == "ignore":
+                continue
+            categorical = output.kind == "label"
+            default = "chi2" if categorical else "ks"
+            self.series[output.name] = _Series(
+                output.name,
+                "categorical" if categorical else "continuous",
+                spec.tests.get(output.name, default),
+                output.reference,
+                output.kind,
+            )
+        self.outputs = {s.name: s.output_kind for s in self.series.values() if s.output_kind}
+        self._pending: deque[tuple[str | None, dict[str, np.ndarray], dict[str, np.ndarray]]] = deque(
+            maxlen=MAX_PENDING
+        )
+        self._every = max(1, round(1 / spec.sample_fraction))
+        self._seen = 0
+        self._ids = itertools.count(1)
+        self._id_prefix = os.urandom(4).hex()
+        self._rows = 0
+        self._window_started = time.monotonic()
+        self._windows = 0
+        self._work = threading.Lock()
+        self._stop = threading.Event()
+        self.report: dict[str, Any] = {
+            "model": kernel.name,
+            "version": kernel.version,
+            "windows_evaluated": 0,
+            "window": None,
+            "features": [],
+            "outputs": [],
+            "alerts": [],
+        }
+        expected = spec.expected
+        self.feedback_output = expected.output or next(
+            (name for name, kind in self.outputs.items() if kind in ("label", "value")),
+            next(iter(self.outputs), None),
+        )
+        metric = (
+            "mae"
+            if (expected.mae is not None or self.outputs.get(self.feedback_output) == "value")
+            else "accuracy"
+        )
+        self.feedback = FeedbackStore(metric, spec.feedback_max_entries, spec.feedback_ttl_s, expected.window)
+        self._accuracy_alert = False
+        self._metrics(registry)
+        self._thread = threading.Thread(target=self._run, name="shim-monitor", daemon=True)
+
+    # -- metrics --------------------------------------------------------------------------------
+    def _metrics(self, registry: CollectorRegistry) -> None:
+        model, version = self.kernel.name, self.kernel.version
+        labels = ("model", "version")
+        self.m_statistic = Gauge(
+            "shim_drift_statistic",
+            "Drift test statistic of the last window per feature (KS D, chi-squared or PSI).",
+            (*labels, "feature", "test"),
+            registry=registry,
+        )
+        self.m_p_value = Gauge(
+            "shim_drift_p_value",
+            "Corrected p-value of the last window's drift test.",
+            (*labels, "feature"),
+            registry=registry,
+        )
+        self.m_alert = Gauge(
+            "shim_drift_alert",
+            "1 while the feature drifts for windows_in_a_row windows.",
+            (*labels, "feature"),
+            registry=registry,
+        )
+        self.m_windows = Counter(
+            "shim_drift_windows", "Monitoring windows evaluated.", labels, registry=registry
+        ).labels(model, version)
+        self.m_drifting = Counter(
+            "shim_drift_windows_drifting",
+            "Windows in which at least one test drifted "
+            "(corrected p-value below level); the false-alarm rate when nothing drifts.",
+            labels,
+            registry=registry,
+        ).labels(model, version)
+        self.m_rows = Counter(
+            "shim_monitored_rows", "Rows observed by the monitor.", labels, registry=registry
+        ).labels(model, version)
+        self.m_dropped = Counter(
+            "shim_monitor_dropped",
+            "Observed requests dropped because the monitor fell behind.",
+            labels,
+            registry=registry,
+        ).labels(model, version)
+        self.m_classes = Counter(
+            "shim_prediction_class",
+            "Predicted classes of label outputs (classes of the profile; others are counted as __other__).",
+            (*labels, "output", "class"),
+            registry=registry,
+        )
+        self.m_confidence = Histogram(
+            "shim_prediction_confidence",
+            "Top probability of probability outputs.",
+            (*labels, "output"),
+            buckets=_CONFIDENCE_BUCKETS,
+            registry=registry,
+        )
+        self.m_live = Gauge(
+            "shim_live_accuracy",
+            "Live accuracy (or mean absolute error, metric label) over the last feedback window.",
+            (*labels, "metric"),
+            registry=registry,
+        )
+        self.m_live_alert = Gauge(
+            "shim_live_accuracy_alert",
+            "1 while live accuracy is worse than monitoring.expected by more than its tolerance.",
+            labels,
+            registry=registry,
+        ).labels(model, version)
+        self.m_feedback = Counter(
+            "shim_feedback", "Feedback received, by result.", (*labels, "result"), registry=registry
+        )
+        self._labels = (model, version)
+        for series in self.series.values():
+            self.m_alert.labels(model, version, series.name).set(0)
+        self._known_classes = {
+            name: set(s.reference.categories[:MAX_CLASS_LABELS])
+            for name, s in self.series.items()
+            if s.output_kind == "label"
+        }
+
+    # -- the request path -----------------------------------------------------------------------
+    def new_id(self) -> str:
+        """A request id for a request that brought none (feedback refers to it)."""
+        return f"{self._id_prefix}-{next(self._ids)}"
+
+    def observe(
+        self, request_id: str | None, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
+    ) -> None:
+        """Hand the request's arrays to the monitor thread: references only, O(1)."""
+        self._seen += 1
+        if self._seen % self._every == 0:
+            self._pending.append((request_id, inputs, outputs))
+
+    # -- life cycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        if not self._thread.is_alive():
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(POLL_S):
+            try:
+                self.process()
+            except Exception:  # a defect here must never stop serving; say so and carry on
+                log.exception("monitoring failed on a window; monitoring continues")
+
+    def process(self) -> None:
+        """Drain observed requests and evaluate every window that is complete."""
+        with self._work:
+            while self._pending:
+                drained = []
+                while self._pending and len(drained) < DRAIN_BATCH:
+                    drained.append(self._pending.popleft())
+                for group in _groups(drained):
+                    self._take_many(group)
+                    while self._rows >= self.spec.window.rows:
+                        self._evaluate(self.spec.window.rows)
+            seconds = self.spec.window.seconds
+            if seconds and time.monotonic() - self._window_started >= seconds:
+                if self._rows >= self.spec.window.min_rows:
+                    self._evaluate(self._rows)
+                else:
+                    self._window_started = time.monotonic()
+
+    def _take_many(
+        self, group: list[tuple[str | None, dict[str, np.ndarray], dict[str, np.ndarray]]]
+    ) -> None:
+        """Requests of one shape merged, so the per-feature work is once per drain, not per request."""
+        if len(group) == 1:
+            self._take(*group[0])
+            return
+        first = group[0]
+        inputs = {name: np.concatenate([item[1][name] for item in group]) for name in first[1]}
+        outputs = {
+            name: np.concatenate([item[2][name] for item in group])
+            for name in first[2]
+            if all(name in item[2] for item in group)
+        }
+        self._take(None, inputs, outputs)
+        if self.feedback_output is not None and self.feedback_output in outputs:
+            now = time.monotonic()
+            predicted = self._predicted(outputs[self.feedback_output])
+            offset = 0
+            for request_id, _inputs, request_outputs in group:
+                array = request_outputs[self.feedback_output]
+                rows = array.shape[0] if array.ndim else 1
+                if request_id is not None:
+                    self.feedback.remember(request_id, predicted[offset : offset + rows], now)
+                offset += rows
+
+    def _take(
+        self, request_id: str | None, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
+    ) -> None:
+        columns = feature_columns(self.layout, inputs)
+        rows = 0
+        for name, values in columns.items():
+            self.series[name].chunks.append(values)
+            rows = max(rows, values.shape[0])
+        for name, kind in self.outputs.items():
+            array = outputs.get(name)
+            if array is None:
+                continue
+            values = output_values(kind, np.asarray(array))
+            self.series[name].chunks.append(values)
+            rows = max(rows, values.shape[0])
+            if kind == "label":
+                self._count_classes(name, values)
+            elif kind == "probability":
+                histogram = self.m_confidence.labels(*self._labels, name)
+                for value in values[:1024].tolist():
+                    histogram.observe(value)
+        if request_id is not None and self.feedback_output is not None:
+            array = outputs.get(self.feedback_output)
+            if array is not None:
+                self.feedback.remember(request_id, self._predicted(np.asarray(array)))
+        self._rows += rows
+        self.m_rows.inc(rows)
+
+    def _predicted(self, array: np.ndarray) -> np.ndarray:
+        """What feedback is compared with: the label or value per row (argmax of probabilities)."""
+        rows = array.reshape(array.shape[0] if array.ndim else 1, -1)
+        if self.outputs.get(self.feedback_output) == "probability":
+            return rows.argmax(axis=1)
+        return rows[:, 0]
+
+    def _count_classes(self, name: str, values: np.ndarray) -> None:
+        known = self._known_classes[name]
+        unique, counts = np.unique(values, return_counts=True)
+        for value, count in zip(unique.tolist(), counts.tolist(), strict=True):
+            key = category_key(value)
+            self.m_classes.labels(*self._labels, name, key if key in known else "__other__").inc(count)
+
+    # -- one window -----------------------------------------------------------------------------
+    def _window_values(self, series: _Series, rows: int) -> np.ndarray:
+        values = np.concatenate(series.chunks) if len(series.chunks) != 1 else series.chunks[0]
+        series.chunks = [values[rows:]] if values.shape[0] > rows else []
+        return values[:rows]
+
+    def _evaluate(self, rows: int) -> None:
+        results: dict[str, TestResult] = {}
+        rates: dict[str, float] = {}
+        for series in self.series.values():
+            values = self._window_values(series, rows)
+            if values.dtype.kind == "f":
+                rates[series.name] = float((~np.isfinite(values)).mean()) if values.size else 0.0
+                if series.kind == "categorical":
+                    values = values[np.isfinite(values)]
+            elif series.kind == "continuous":
+                values = values.astype(np.float64)
+            results[series.name] = TESTS[series.test](values, series.reference)
+        self._rows -= rows
+        self._window_started = time.monotonic()
+        self._windows += 1
+        tested = [name for name, r in results.items() if r.p_value is not None]
+        adjusted = dict(
+            zip(
+                tested,
+                correct([results[n].p_value for n in tested], self.spec.correction),  # type: ignore[misc]
+                strict=True,
+            )
+        )
+        entries = []
+        model, version = self._labels
+        for name, result in results.items():
+            series = self.series[name]
+            p_value = adjusted.get(name)
+            drift = (
+                result.statistic > self.spec.psi_threshold
+                if result.p_value is None
+                else p_value is not None and p_value < self.spec.level
+            )
+            series.streak = series.streak + 1 if drift else 0
+            was = series.alerting
+            series.alerting = series.streak >= self.spec.windows_in_a_row
+            self.m_statistic.labels(model, version, name, result.test).set(result.statistic)
+            if p_value is not None:
+                self.m_p_value.labels(model, version, name).set(p_value)
+            self.m_alert.labels(model, version, name).set(1 if series.alerting else 0)
+            if series.alerting and not was:
+                log.warning(
+                    self._alert_line(series, result, p_value, rows),
+                    extra={
+                        "feature": name,
+                        "test": result.test,
+                        "statistic": round(result.statistic, 6),
+                        "p_value": p_value,
+                        "windows": series.streak,
+                        "rows": rows,
+                    },
+                )
+            elif was and not series.alerting:
+                log.info(
+                    f"{'output' if series.output_kind else 'feature'} {name!r} no longer drifts "
+                    f"({_SHOWN[result.test]}={result.statistic:.3g})",
+                    extra={"feature": name},
+                )
+            entries.append(
+                {
+                    "name": name,
+                    "kind": series.kind,
+                    "test": result.test,
+                    "statistic": result.statistic,
+                    "p_value": result.p_value,
+                    "adjusted_p_value": p_value,
+                    "drift": bool(drift),
+                    "windows_in_a_row": series.streak,
+                    "alert": series.alerting,
+                    "rows": result.rows,
+                    "non_finite_rate": rates.get(name, 0.0),
+                    **(
+                        {"ks_bound": series.reference.ks_bound}
+                        if series.reference.type == "quantiles"
+                        else {}
+                    ),
+                }
+            )
+        self.m_windows.inc()
+        if any(e["drift"] for e in entries):
+            self.m_drifting.inc()
+        self.report = {
+            "model": model,
+            "version": version,
+            "windows_evaluated": self._windows,
+            "window": {
+                "index": self._windows,
+                "rows": rows,
+                "closed_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "level": self.spec.level,
+                "correction": self.spec.correction,
+                "windows_in_a_row": self.spec.windows_in_a_row,
+            },
+            "features": [e for e in entries if not self.series[e["name"]].output_kind],
+            "outputs": [e for e in entries if self.series[e["name"]].output_kind],
+            "alerts": [e["name"] for e in entries if e["alert"]],
+        }
+
+    def _alert_line(self, series: _Series, result: TestResult, p_value: float | None, rows: int) -> str:
+        what = "output" if series.output_kind else "feature"
+        shown = f"{_SHOWN[result.test]}={result.statistic:.3g}"
+        significance = (
+            f" (p={p_value:.3g})" if p_value is not None else f" (threshold {self.spec.psi_threshold:g})"
+        )
+        return (
+            f"{what} {series.name!r} {shown}{significance} exceeds the alert threshold for "
+            f"{series.streak} window{'s' if series.streak != 1 else ''} (N={rows} rows each)"
+        )
+
+    # -- feedback -------------------------------------------------------------------------------
+    def receive_feedback(self, document: Any) -> dict[str, Any]:
+        """Join ``{"id": ..., "truth": ...}`` with the served prediction; raises ``FeedbackError``."""
+        model, version = self._labels
+        if (
+            not isinstance(document, dict)
+            or set(document) - {"id", "truth"}
+            or "id" not in document
+            or "truth" not in document
+        ):
+            raise FeedbackError(
+                "invalid",
+                'feedback must be a JSON object {"id": <request id>, "truth": '
+                "<label or value, or a list with one per row>}",
+            )
+        request_id = document["id"]
+        if not isinstance(request_id, str) or not request_id or len(request_id) > 256:
+            raise FeedbackError(
+                "invalid",
+                "'id' must be the request id the inference response returned "
+                "(a string of at most 256 characters)",
+            )
+        if self.feedback_output is None:
+            raise FeedbackError("invalid", "this model has no monitored output to compare feedback with")
+        predicted = self.feedback.take(request_id)
+        if predicted is None:
+            self.process()  # it may still be waiting for the monitor thread
+            predicted = self.feedback.take(request_id)
+        if predicted is None:
+            self.m_feedback.labels(model, version, "unknown").inc()
+            raise FeedbackError(
+                "not_found",
+                "no served prediction with this id: unknown, already answered, "
+                f"older than {self.spec.feedback_ttl_s:g}s, or not observed "
+                "(monitoring.sample_fraction)",
+            )
+        try:
+            joined = self.feedback.join(predicted, document["truth"])
+        except FeedbackError:
+            self.feedback.remember(request_id, predicted)  # a malformed truth loses nothing
+            self.m_feedback.labels(model, version, "invalid").inc()
+            raise
+        self.m_feedback.labels(model, version, "joined").inc()
+        live, n = self.feedback.live()
+        metric = self.feedback.metric
+        if live is not None:
+            self.m_live.labels(model, version, metric).set(live)
+            self._check_accuracy(live, n)
+        answer: dict[str, Any] = {
+            "id": request_id,
+            "rows": joined.rows,
+            "metric": metric,
+            "live": live,
+            "n": n,
+        }
+        if metric == "accuracy":
+            answer["correct"] = joined.correct
+        return answer
+
+    def _check_accuracy(self, live: float, n: int) -> None:
+        expected = self.spec.expected
+        figure = expected.accuracy if self.feedback.metric == "accuracy" else expected.mae
+        if figure is None or n < min(expected.window, 100):
+            return
+        if self.feedback.metric == "accuracy":
+            worse = live < figure - expected.tolerance
+        else:
+            worse = live > figure * (1 + expected.tolerance)
+        if worse and not self._accuracy_alert:
+            name = "accuracy" if self.feedback.metric == "accuracy" else "mean absolute error"
+            log.warning(
+                f"live {name} {figure:.3g} -> {live:.3g} (N={n})",
+                extra={"expected": figure, "live": live, "n": n},
+            )
+        elif self._accuracy_alert and not worse:
+            log.info(f"live {self.feedback.metric} back to {live:.3g} (N={n})")
+        self._accuracy_alert = worse
+        self.m_live_alert.set(1 if worse else 0)
+
+    def accuracy_report(self) -> dict[str, Any]:
+        live, n = self.feedback.live()
+        expected = self.spec.expected
+        return {
+            "metric": self.feedback.metric,
+            "output": self.feedback_output,
+            "live": live,
+            "n": n,
+            "expected": expected.accuracy if self.feedback.metric == "accuracy" else expected.mae,
+            "tolerance": expected.tolerance,
+            "alert": self._accuracy_alert,
+            "feedback_joined": self.feedback.joined,
+            "predictions_kept": len(self.feedback),
+        }
+
+    def full_report(self) -> dict[str, Any]:
+        return {**self.report, "pending_rows": self._rows, "live_accuracy": self.accuracy_report()}
