@@ -39,6 +39,7 @@ tools:
 	bash .ci/install-containers.sh
 	bash .ci/install-terraform.sh
 	bash .ci/install-checkov.sh
+	bash .ci/install-kserve-client.sh
 
 test: install-dev tools
 	PATH="$(CURDIR)/.ci/bin:$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -ra tests
