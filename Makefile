@@ -41,6 +41,7 @@ tools:
 	bash .ci/install-terraform.sh
 	bash .ci/install-checkov.sh
 	bash .ci/fetch-provider-schemas.sh
+	bash .ci/install-kserve-client.sh
 
 test: install-dev tools
 	PATH="$(CURDIR)/.ci/bin:$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -ra tests

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from shim.protocol.codec import DecodedRequest, Limits, ProtocolError, decode_request, tensor_to_bytes
-from shim.spec.datatypes import DATATYPES
 from shim.spec.kernel import TensorSpec
 
 #: The ``InferTensorContents`` field that carries each datatype's typed values.
@@ -40,6 +39,8 @@ def _parameter(value: Any) -> Any:
 
 def _contents(tensor: Any) -> list[Any] | None:
     """The typed values of one input, from whichever contents field is set."""
+    if not tensor.HasField("contents"):  # raw_input_contents: one C call instead of twelve lookups
+        return None
     present = [name for name in _ALL_FIELDS if len(getattr(tensor.contents, name))]
     if not present:
         return None
@@ -63,7 +64,8 @@ def request_document(request: Any) -> tuple[dict[str, Any], memoryview | None]:
     for index, tensor in enumerate(request.inputs):
         entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype,
                                  "shape": list(tensor.shape)}
-        parameters = {key: _parameter(value) for key, value in tensor.parameters.items()}
+        parameters = ({key: _parameter(value) for key, value in tensor.parameters.items()}
+                      if tensor.parameters else {})
         values = _contents(tensor)
         part = None
         if raw:
@@ -86,11 +88,12 @@ def request_document(request: Any) -> tuple[dict[str, Any], memoryview | None]:
         document["id"] = request.id
     if request.outputs:
         document["outputs"] = [{"name": output.name} for output in request.outputs]
-    parameters = {key: _parameter(value) for key, value in request.parameters.items()}
-    if parameters:
-        document["parameters"] = parameters
-    tail = memoryview(b"".join(tail_parts)) if tail_parts else None
-    return document, tail
+    if request.parameters:
+        document["parameters"] = {key: _parameter(value) for key, value in request.parameters.items()}
+    if not tail_parts:
+        return document, None
+    # one input (the common case): the arrays are numpy views of the message's own bytes, no copy
+    return document, memoryview(tail_parts[0] if len(tail_parts) == 1 else b"".join(tail_parts))
 
 
 def decode_grpc_request(request: Any, specs: Mapping[str, TensorSpec], output_names: Sequence[str],
@@ -114,9 +117,6 @@ def encode_grpc_response(response: Any, model: str, version: str, request_id: st
         if wanted is not None and spec.name not in wanted:
             continue
         array = outputs[spec.name]
-        tensor = response.outputs.add()
-        tensor.name = spec.name
-        tensor.datatype = spec.datatype.name
-        tensor.shape.extend(int(d) for d in array.shape)
-        response.raw_output_contents.append(tensor_to_bytes(array, DATATYPES[spec.datatype.name]))
+        response.outputs.add(name=spec.name, datatype=spec.datatype.name, shape=array.shape)
+        response.raw_output_contents.append(tensor_to_bytes(array, spec.datatype))
     return response

@@ -126,7 +126,10 @@ class InferenceServicer(oip.GRPCInferenceServiceServicer):
     # -- inference --------------------------------------------------------------------------------
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         dataplane = self.dataplane
-        call = await self._guard(context, "ModelInfer")
+        if dataplane.guarded:
+            call = await self._guard(context, "ModelInfer")
+        else:  # the peer is looked up only if the call is logged (failure) or audited
+            call = Call("grpc", "", "ModelInfer", time.perf_counter())
         call.request_id = request.id or None
         dataplane.in_flight += 1
         decoded = document = None
@@ -164,6 +167,8 @@ class InferenceServicer(oip.GRPCInferenceServiceServicer):
             raise
         finally:
             dataplane.in_flight -= 1
+            if not call.client and (call.status != 200 or dataplane.audit is not None):
+                call.client = context.peer() or "-"
             dataplane.finish(call, decoded.inputs if decoded is not None else None, document)
             if trace is not None:
                 dataplane.tracer.end(trace, call.status, call.request_id)

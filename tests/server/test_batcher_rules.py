@@ -88,3 +88,61 @@ def test_a_lone_request_is_never_delayed():
     finally:
         batcher.stop()
     assert elapsed < 1.0, f"a lone request waited {elapsed:.2f}s for company"
+
+
+class HiccupRuntime(Runtime):
+    """The iris model; one execution is stalled (as when the OS preempts the process) and every
+    execution records the thread it ran on."""
+
+    def __init__(self, stall_s: float) -> None:
+        kernel = read_kernel(KERNELS / "iris-classifier")
+        super().__init__(kernel)
+        self.inner = load_runtime(kernel, device="cpu", threads=1)
+        self.framework, self.device, self.threads = self.inner.framework, self.inner.device, 1
+        self.stall_s = stall_s
+        self.inner.predict(row(0.0))  # onnxruntime's first run is slow; that is not the point here
+        self.threads_seen: list[str] = []
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.threads_seen.append(threading.current_thread().name)
+        if len(self.threads_seen) == 7:
+            time.sleep(self.stall_s)
+        return self.inner.predict(inputs)
+
+
+def test_one_stalled_execution_does_not_send_a_fast_model_to_the_worker():
+    """A microsecond model runs inline when alone; a single 50 ms stall must not move the next
+    requests onto the worker thread (each would pay two thread hand-offs)."""
+    runtime = HiccupRuntime(stall_s=0.05)
+    batcher = Batcher(runtime, ServerMetrics("iris", "1"), max_batch_size=8, max_queue_delay_us=0,
+                      max_queue_size=16, in_flight=lambda: 1)
+
+    async def sequential() -> None:
+        for value in range(15):
+            await batcher.submit(row(float(value)))
+
+    try:
+        asyncio.run(sequential())
+    finally:
+        batcher.stop()
+    main = threading.main_thread().name
+    assert runtime.threads_seen[0] == "shim-model-worker"  # unmeasured at first: the worker measures it
+    assert runtime.threads_seen[5] == main, runtime.threads_seen  # measured fast: inline when alone
+    assert runtime.threads_seen[7:] == [main] * 8, runtime.threads_seen  # the stall (7th) changed nothing
+
+
+def test_a_slow_model_runs_on_the_worker_even_when_alone():
+    runtime = HiccupRuntime(stall_s=0.0)
+    runtime.predict = lambda inputs, inner=runtime.predict: (time.sleep(0.002), inner(inputs))[1]
+    batcher = Batcher(runtime, ServerMetrics("iris", "1"), max_batch_size=8, max_queue_delay_us=0,
+                      max_queue_size=16, in_flight=lambda: 1)
+
+    async def sequential() -> None:
+        for value in range(6):
+            await batcher.submit(row(float(value)))
+
+    try:
+        asyncio.run(sequential())
+    finally:
+        batcher.stop()
+    assert runtime.threads_seen == ["shim-model-worker"] * 6
