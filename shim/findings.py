@@ -51,6 +51,7 @@ CODES: dict[str, str] = {
     "KS408": "model archive differs from the layout its framework writes",
     "KS409": "too many files, or a file over its role's size cap",
     "KS410": "check exceeded its time or memory budget",
+    "KS411": "file with more than one hard link in the kernel (never read)",
     # dependency policy
     "KS501": "requirements.txt line cannot be parsed",
     "KS502": "prohibited requirement form (URL, VCS, path or option)",

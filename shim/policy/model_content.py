@@ -58,9 +58,13 @@ def check_model_content(scan: _Scan, relative: str) -> tuple[list[Finding], dict
                     fix=_REEXPORT,
                 )
             ], {}
-        return check_torchscript_archive(
-            str(scan.root / relative), display, scan.policy, scan.dangerous, scan.progress
-        ), {}
+        try:
+            descriptor = open_regular(scan.root / relative)
+        except KernelFileError as exc:
+            return [Finding("KS405", display, "", str(exc), expected="a regular file",
+                            fix="replace it with the model file")], {}
+        with os.fdopen(descriptor, "rb") as handle:
+            return check_torchscript_archive(handle, display, scan.policy, scan.dangerous, scan.progress), {}
     if framework != "onnx":
         return [], {}  # an unknown framework is a schema finding; nothing loads this file
     expected = "an ONNX model (a protobuf ModelProto)"
@@ -111,7 +115,12 @@ def _check_onnx(
     import onnx
 
     try:
-        model = onnx.load(str(scan.root / relative), load_external_data=False)
+        # through the descriptor the gate proved is a regular file: a link swapped in since is refused
+        with os.fdopen(open_regular(scan.root / relative), "rb") as handle:
+            model = onnx.load_model_from_string(handle.read())  # never resolves external data
+    except KernelFileError as exc:
+        return [Finding("KS405", display, "", str(exc), expected="a regular file",
+                        fix="replace it with the model file")], {}
     except Exception as exc:  # protobuf DecodeError and friends
         return [
             Finding(
@@ -152,10 +161,8 @@ def _check_onnx(
         problem = None
         if not allowed:
             problem = "is not allowed: policies/artifact_policy.yaml does not allow ONNX external data"
-        elif location in ("model_metadata.json", relative, "requirements.txt") or location.startswith(
-            "samples/"
-        ):
-            problem = "is a file with another role in the kernel"
+        elif scan.role_of(location) is not None or location.startswith("samples/"):
+            problem = "is a file with another role in the kernel (metadata, model, sample, handler, docs)"
         elif entry is None:
             problem = "is missing from the kernel (or is not a regular file)"
         if problem:

@@ -18,11 +18,14 @@ pickle is found.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import struct
+import time
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, BinaryIO
 
 from shim.findings import Finding
 from shim.policy.inventory import display_name
@@ -82,7 +85,19 @@ class _Archive:
 
     def pickle_findings(self, member: str, report: PickleReport) -> None:
         where = f"{self.display}!{display_name(member)}"
-        if report.rejected:
+        if report.over_budget:
+            self.findings.append(
+                Finding(
+                    "KS410",
+                    where,
+                    "",
+                    f"pickle {report.error}; the archive is refused",
+                    expected="a pickle as torch.jit.save writes it, parsed within policies/"
+                    "artifact_policy.yaml's scan budget (max_pickle_seconds, memory_bytes)",
+                    fix=LAYOUT_FIX,
+                )
+            )
+        elif report.rejected:
             code = classify_global(report.rejected, self.dangerous)
             self.findings.append(
                 Finding(
@@ -121,16 +136,19 @@ class _Archive:
 
 
 def check_torchscript_archive(
-    path: str,
+    source: str | BinaryIO,
     display: str,
     policy: Mapping[str, Any],
     dangerous: Callable[[str], bool],
     progress: Callable[[str], None] = lambda _label: None,
 ) -> list[Finding]:
-    """Every finding for the archive at ``path`` (an empty list means it is exactly torch's layout)."""
+    """Every finding for the archive at ``source`` (a path, or a file the caller opened without
+    following links); an empty list means it is exactly torch's layout."""
     checker = _Archive(display, policy, dangerous)
     try:
-        with open(path, "rb") as handle, zipfile.ZipFile(handle) as archive:
+        with contextlib.ExitStack() as stack:
+            handle = stack.enter_context(open(source, "rb")) if isinstance(source, str) else source
+            archive = stack.enter_context(zipfile.ZipFile(handle))
             size = handle.seek(0, 2)
             members = check_zip_layout(handle, archive, size)
             _check_members(checker, archive, [m.info for m in members], progress)
@@ -145,6 +163,10 @@ def check_torchscript_archive(
         NotImplementedError,
         RuntimeError,
         zlib.error,
+        struct.error,
+        KeyError,
+        IndexError,
+        OverflowError,
     ) as exc:
         checker.findings.append(
             Finding(
@@ -197,11 +219,13 @@ def _check_members(
             continue
         progress(f"{checker.display}!{display_name(info.filename)}")
         folder = _PICKLES.get(relative)
-        rules = rules_for(checker.policy, storages=folder is not None, torch_classes=folder is not None)
-        data = _read_member(checker, archive, info, rules.max_bytes)
+        limit = rules_for(checker.policy, storages=False, torch_classes=False).max_bytes
+        data = _read_member(checker, archive, info, limit)
         if data is None:
             continue
-        report = inspect_pickle(data, rules)
+        # the parse's deadline starts now, after the member was read
+        report = inspect_pickle(data, rules_for(checker.policy, storages=folder is not None,
+                                                torch_classes=folder is not None))
         checker.pickle_findings(info.filename, report)
         for name in sorted(report.torch_classes):
             module = name.rsplit(".", 1)[0]
@@ -221,7 +245,8 @@ def _check_members(
 
 def _diagnose_member(checker: _Archive, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
     """Say what a stray member really is: a pickle that would call a global, or a nested archive."""
-    limit = rules_for(checker.policy, storages=False, torch_classes=False).max_bytes
+    rules = rules_for(checker.policy, storages=False, torch_classes=False)
+    limit = rules.max_bytes
     if (
         info.file_size > limit
         or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
@@ -230,7 +255,7 @@ def _diagnose_member(checker: _Archive, archive: zipfile.ZipFile, info: zipfile.
         return
     with archive.open(info) as handle:
         data = handle.read(limit)
-    name = first_global(data, max_bytes=limit)
+    name = first_global(data, max_bytes=limit, deadline=rules.deadline)
     if name:
         code = classify_global(name, checker.dangerous)
         checker.findings.append(
@@ -352,7 +377,7 @@ def _check_storage(checker: _Archive, archive: zipfile.ZipFile, info: zipfile.Zi
             pass
     kind = describe_head(head[:512])
     if kind is None and head[:1] == b"\x80":
-        global_name = first_global(head, max_pickles=1)
+        global_name = first_global(head, max_pickles=1, deadline=time.monotonic() + 1.0)
         kind = f"a pickle importing {global_name}" if global_name else None
     if kind:
         checker.layout(f"storage is really {kind}", info.filename)
