@@ -327,7 +327,7 @@ class _Scan:
         if role == SAMPLE:
             self.check_json(relative, self.limits["sample"], "KS302")
         elif role == METADATA:
-            self.check_size(relative, self.limits["metadata"])  # content: the contract reader (KS003/4)
+            self.check_metadata(relative)
         elif role in TEXT_LIMITS:
             self.check_text(relative, self.limits[TEXT_LIMITS[role]], role)
         else:
@@ -354,16 +354,17 @@ class _Scan:
             )
             return None
 
-    def check_size(self, relative: str, limit: int) -> None:
-        size = (self.root / relative).lstat().st_size
-        if size > limit:
-            self.add(
-                "KS409",
-                relative,
-                f"is {size:,} bytes; at most {limit:,} are allowed for this file",
-                expected=f"at most {limit:,} bytes",
-                fix="make the file smaller",
-            )
+    def check_metadata(self, relative: str) -> None:
+        """The contract reader reports JSON and schema errors (KS003/KS004); the gate proves only
+        that the file is no pickle or archive in disguise, so the gate alone (``shim hook
+        no-pickle``) refuses one too."""
+        data = self.read(relative, self.limits["metadata"])
+        if data is None:
+            return
+        try:
+            loads_strict(data, max_depth=int(self.limits["json_depth"]))
+        except StrictJSONError:
+            self.diagnose(relative, len(data), data)
 
     def check_json(self, relative: str, limit: int, code: str) -> None:
         data = self.read(relative, limit)
