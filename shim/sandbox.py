@@ -11,6 +11,10 @@ PYTHONPATH, no ``sitecustomize``) that:
 - gets only an allow-listed environment (``PATH``, locale, thread and device selection variables;
   never tokens, cloud credentials or CI secrets) and a private temporary ``HOME``/``TMPDIR``/working
   directory, removed afterwards;
+- enters a new, empty network namespace (only a loopback interface, down) before reading any
+  input, where the operating system allows it (root or CAP_SYS_ADMIN, else an unprivileged user
+  namespace mapping the caller's own uid). Kernel code run here (the handler, TorchScript code)
+  then reaches no network;
 - speaks JSON lines on a private pipe: ``{"progress": label}`` before each file, then
   ``{"result": ...}``. Its stdout is redirected to stderr so that kernel code printing cannot forge
   the protocol by accident. The parent never echoes the child's stderr.
@@ -169,6 +173,35 @@ def _apply_limits(budget: dict[str, Any]) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 
 
+_CLONE_NEWNET, _CLONE_NEWUSER = 0x40000000, 0x10000000
+
+
+def isolate_network() -> bool:
+    """Move this process into a new network namespace with no interfaces but a down loopback.
+
+    Tried as is (root, CAP_SYS_ADMIN), then inside a new user namespace that maps the caller's uid
+    and gid to themselves (so files keep their owners). False where neither is allowed (some
+    container runtimes forbid both): the run then has the host's network, as documented."""
+    import ctypes
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(_CLONE_NEWNET) == 0:
+            return True
+        uid, gid = os.getuid(), os.getgid()
+        if libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
+            return False
+        maps = (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1"))
+        for name, text in maps:
+            with open(f"/proc/self/{name}", "w", encoding="ascii") as handle:
+                handle.write(text)
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
 def child_main(channel_fd: int) -> None:
     """Entry point of the child (see ``_BOOTSTRAP``)."""
     channel = os.fdopen(channel_fd, "w", buffering=1, encoding="utf-8")
@@ -176,6 +209,7 @@ def child_main(channel_fd: int) -> None:
     os.dup2(2, 1)  # anything kernel code prints goes to stderr, never into the channel
     request = json.loads(sys.stdin.buffer.read())
     _apply_limits(request["budget"])
+    isolate_network()
     last: list[str | None] = [None]
 
     def progress(label: str) -> None:

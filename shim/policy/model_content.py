@@ -66,7 +66,19 @@ def check_model_content(scan: _Scan, relative: str) -> tuple[list[Finding], dict
         with os.fdopen(descriptor, "rb") as handle:
             return check_torchscript_archive(handle, display, scan.policy, scan.dangerous, scan.progress), {}
     if framework != "onnx":
-        return [], {}  # an unknown framework is a schema finding; nothing loads this file
+        # no reader proves this file, so it is refused (the schema reports the framework too),
+        # and the finding says what it really is: the gate alone (no-pickle hook) must refuse it
+        return _not_the_model(scan, relative, head, "a model of an allowed framework") or [
+            Finding(
+                "KS402",
+                display,
+                "",
+                f"is the model of framework {framework[:40]!r}, which policies/artifact_policy.yaml does "
+                "not allow; nothing can prove what it holds",
+                expected=f"a model of one of: {', '.join(sorted(scan.policy['frameworks']))}",
+                fix=_REEXPORT,
+            )
+        ], {}
     expected = "an ONNX model (a protobuf ModelProto)"
     findings = _not_the_model(scan, relative, head, expected)  # a pickle or archive posing as the model
     if findings:

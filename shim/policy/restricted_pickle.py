@@ -325,11 +325,15 @@ def classify_global(name: str, dangerous: Callable[[str], bool]) -> str:
     return "KS403" if dangerous(name) else "KS404"
 
 
-def rules_for(policy: Mapping[str, Any], *, storages: bool, torch_classes: bool) -> Rules:
-    """The rules for one pickle of a model archive; its parse must end within ``max_pickle_seconds``."""
+def rules_for(
+    policy: Mapping[str, Any], *, storages: bool, torch_classes: bool, not_after: float | None = None
+) -> Rules:
+    """The rules for one pickle of a model archive: its parse must end within ``max_pickle_seconds``
+    and not after ``not_after`` (the archive's budget for all its pickles together)."""
     scan = policy.get("scan") or {}
+    deadline = time.monotonic() + float(scan.get("max_pickle_seconds", 2))
     return Rules(
-        deadline=time.monotonic() + float(scan.get("max_pickle_seconds", 5)),
+        deadline=deadline if not_after is None else min(deadline, not_after),
         allowed_globals=frozenset(policy.get("torchscript_pickle_globals") or ()),
         torch_classes=torch_classes,
         storages=storages,

@@ -37,7 +37,7 @@ from shim.policy.restricted_pickle import (
     rules_for,
 )
 from shim.policy.sniff import describe_head
-from shim.policy.zip_layout import LayoutError, check_zip_layout
+from shim.policy.zip_layout import LayoutError, check_zip_layout, declared_entries
 
 _READ_CHUNK = 8 * 1024 * 1024
 _SNIFF_STORAGE_BYTES = 1024 * 1024
@@ -60,6 +60,39 @@ _REQUIRED = ("data.pkl", "constants.pkl")
 LAYOUT_FIX = "re-export the model with torch.jit.save from trusted code; ship no other files inside it"
 
 
+#: Findings of one code listed per archive; the rest are counted in one summary finding, so an
+#: archive of 100,000 stray members or storages costs neither time nor a flood of output.
+MAX_LISTED = 25
+#: Most members an archive may have (``scan.max_archive_members``): checked from the end record
+#: before ``zipfile`` parses the central directory. torch writes a few per tensor.
+MAX_MEMBERS = 65_536
+
+
+class _Findings(list):
+    """A list of findings that keeps the first ``MAX_LISTED`` of each code and counts the rest."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: dict[str, int] = {}
+
+    def append(self, finding: Finding) -> None:  # type: ignore[override]
+        count = self.counts[finding.code] = self.counts.get(finding.code, 0) + 1
+        if count <= MAX_LISTED:
+            super().append(finding)
+
+    def full(self, code: str) -> bool:
+        return self.counts.get(code, 0) >= MAX_LISTED
+
+    def summarize(self, display: str) -> list[Finding]:
+        listed = list(self)
+        for code, count in self.counts.items():
+            if count > MAX_LISTED:
+                listed.append(Finding(code, display, "", f"and {count - MAX_LISTED:,} more findings like "
+                                      "the ones above in this archive", expected="exactly torch's layout",
+                                      fix=LAYOUT_FIX))
+        return listed
+
+
 class _Archive:
     """Findings for one archive; ``member`` display names are ``<file>!<member>``."""
 
@@ -67,7 +100,9 @@ class _Archive:
         self.display = display
         self.policy = policy
         self.dangerous = dangerous
-        self.findings: list[Finding] = []
+        self.findings = _Findings()
+        #: when every pickle of the archive must be parsed by (set at the first pickle)
+        self.pickles_not_after: float | None = None
 
     def layout(self, message: str, member: str | None = None) -> None:
         where = f"{self.display}!{display_name(member)}" if member else self.display
@@ -148,6 +183,11 @@ def check_torchscript_archive(
     try:
         with contextlib.ExitStack() as stack:
             handle = stack.enter_context(open(source, "rb")) if isinstance(source, str) else source
+            limit = int((policy.get("scan") or {}).get("max_archive_members", MAX_MEMBERS))
+            entries = declared_entries(handle, handle.seek(0, 2))
+            if entries > limit:
+                raise LayoutError(f"has {entries:,} members; at most {limit:,} are allowed "
+                                  "(policies/artifact_policy.yaml, scan.max_archive_members)")
             archive = stack.enter_context(zipfile.ZipFile(handle))
             size = handle.seek(0, 2)
             members = check_zip_layout(handle, archive, size)
@@ -178,7 +218,7 @@ def check_torchscript_archive(
                 fix=LAYOUT_FIX,
             )
         )
-    return checker.findings
+    return checker.findings.summarize(display)
 
 
 def _check_members(
@@ -211,7 +251,8 @@ def _check_members(
             continue  # pickles: parsed below, once their rules are known
         else:
             checker.layout("is not a member torch.jit.save writes", info.filename)
-            _diagnose_member(checker, archive, info)
+            if not checker.findings.full("KS408"):
+                _diagnose_member(checker, archive, info)
     code_modules = {_module_of(r) for r in by_name if _CODE.match(r)}
     referenced: dict[str, int] = {}
     for relative, info in by_name.items():
@@ -224,8 +265,12 @@ def _check_members(
         if data is None:
             continue
         # the parse's deadline starts now, after the member was read
+        if checker.pickles_not_after is None:  # all pickles of the archive: twice one pickle's budget
+            scan = checker.policy.get("scan") or {}
+            checker.pickles_not_after = time.monotonic() + 2 * float(scan.get("max_pickle_seconds", 2))
         report = inspect_pickle(data, rules_for(checker.policy, storages=folder is not None,
-                                                torch_classes=folder is not None))
+                                                torch_classes=folder is not None,
+                                                not_after=checker.pickles_not_after))
         checker.pickle_findings(info.filename, report)
         for name in sorted(report.torch_classes):
             module = name.rsplit(".", 1)[0]

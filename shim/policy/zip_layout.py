@@ -70,6 +70,25 @@ def _directory_bounds(handle: BinaryIO, file_size: int) -> tuple[int, int]:
     return cd_offset, cd_offset + cd_size
 
 
+def declared_entries(handle: BinaryIO, file_size: int) -> int:
+    """How many members the end record (or its zip64 record) declares, read before any parser
+    builds the central directory: a cap checked here costs nothing however many entries there are.
+    0 when there is no end record at the end (``check_zip_layout`` then says what is wrong)."""
+    if file_size < _END_SIZE:
+        return 0
+    end = _read_at(handle, file_size - _END_SIZE, _END_SIZE)
+    if end[:4] != _END:
+        return 0
+    entries = struct.unpack("<H", end[10:12])[0]
+    if entries == 0xFFFF and file_size >= _END_SIZE + _ZIP64_LOCATOR_SIZE:
+        locator = _read_at(handle, file_size - _END_SIZE - _ZIP64_LOCATOR_SIZE, _ZIP64_LOCATOR_SIZE)
+        if locator[:4] == _ZIP64_LOCATOR:
+            record = _read_at(handle, struct.unpack("<4sLQL", locator)[2], 56)
+            if record[:4] == _ZIP64_END and len(record) == 56:
+                entries = struct.unpack("<Q", record[32:40])[0]
+    return entries
+
+
 def check_zip_layout(handle: BinaryIO, archive: zipfile.ZipFile, file_size: int) -> list[Member]:
     """The members in file order, if the archive holds no byte outside them; else ``LayoutError``."""
     if _read_at(handle, 0, 4) != _LOCAL:
