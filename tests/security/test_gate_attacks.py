@@ -1,0 +1,176 @@
+"""The attacker's second pass over the artifact gate (``attack_kernels``): every kernel is refused
+through the real CLI (``shim validate`` or the ``shim hook`` entry point) in its own process.
+
+For every attack: exit code 1, no traceback, a finding naming the offending file with one of the
+listed codes, no marker file (the payload never ran), under 10 s, and neither the canary
+environment variable nor the attack's secret (content of a file outside the kernel) in stdout or
+stderr. The symbolic link to /proc/self/environ is checked in every output format (text, json,
+github, JUnit). The sandboxed golden-sample run reaches no network where the OS allows a network
+namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.security import attack_kernels as ak
+from tests.security import hostile_classes as hc
+from tests.security.build_corpus import ONNX_BASE
+
+REPO = Path(__file__).resolve().parents[2]
+TIME_LIMIT_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("gate-attacks")
+    (root / "markers").mkdir()
+    (root / "kernels").mkdir()
+    subprocess.run(["git", "init", "-q", str(root / "kernels")], check=True)  # hooks stop at the repo
+    yield root
+    hc.remove_tree(root)
+
+
+def _environment(root: Path, canary: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("KERNELSHIM_POLICY_DIR", None)
+    env.update(KERNELSHIM_CANARY=canary, GITHUB_TOKEN=canary, KERNELSHIM_CACHE_DIR=str(root / "cache"),
+               PYTHONDONTWRITEBYTECODE="1")
+    return env
+
+
+def shim(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int | None, str, float]:
+    start = time.monotonic()
+    process = subprocess.Popen([sys.executable, "-m", "shim.cli.main", *args], cwd=cwd, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        out, _ = process.communicate(timeout=TIME_LIMIT_S * 3)
+        code = process.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, _ = process.communicate()
+        code = None
+    return code, out.decode("utf-8", "replace"), time.monotonic() - start
+
+
+def _finding_files(output: str) -> list[tuple[str, str]]:
+    """(code, file) of every finding in JSON output, or of every KSnnn line in text output."""
+    try:
+        return [(f["code"], f["file"]) for k in json.loads(output)["kernels"] for f in k["findings"]]
+    except (ValueError, KeyError, TypeError):
+        found = []
+        for line in output.splitlines():
+            head, _, rest = line.partition(": KS")
+            if rest[:3].isdigit():
+                found.append(("KS" + rest[:3], head))
+        return found
+
+
+@pytest.mark.parametrize("attack", [a for a in ak.ATTACKS if not a.heavy], ids=lambda a: a.name)
+def test_attack_is_refused(attack: ak.Attack, workspace: Path) -> None:
+    _refused(attack, workspace)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack", [a for a in ak.ATTACKS if a.heavy], ids=lambda a: a.name)
+def test_heavy_attack_is_refused(attack: ak.Attack, workspace: Path) -> None:
+    _refused(attack, workspace)
+
+
+def _refused(attack: ak.Attack, workspace: Path) -> None:
+    kernels = workspace / "kernels"
+    kernel, marker = kernels / attack.name, workspace / "markers" / attack.name
+    attack.build(kernel, marker)
+    canary = f"kernelshim-canary-{uuid.uuid4().hex}"
+    args = [str(kernel) if a == "KERNEL" else str(kernel / "model_metadata.json") if a == "METADATA" else a
+            for a in attack.command]
+    try:
+        code, output, elapsed = shim(args, kernels, _environment(workspace, canary))
+    finally:
+        hc.remove_tree(kernel) if attack.heavy else None
+    assert code == 1, f"{attack.name}: exit {code}\n{output[-4000:]}"
+    assert "Traceback" not in output, output[-4000:]
+    assert elapsed < TIME_LIMIT_S, f"{attack.name} took {elapsed:.1f} s"
+    assert not marker.exists(), f"{attack.name}: the payload ran"
+    assert canary not in output
+    if attack.secret:
+        assert attack.secret not in output, f"{attack.name}: content from outside the kernel was echoed"
+    wanted = {str(kernel) if f == "." else str(kernel / f) for f in attack.files}
+    findings = [(c, f if f.startswith("/") else str(kernels / f)) for c, f in _finding_files(output)]
+    assert any(c in attack.codes and (f in wanted or f.startswith(tuple(w + "!" for w in wanted)))
+               for c, f in findings), f"{attack.name}: no {sorted(attack.codes)} finding names " \
+        f"{sorted(wanted)}; got {findings}\n{output[-3000:]}"
+
+
+# -- a symbolic link to /proc/self/environ, every output format ------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["text", "json", "github", "junit"])
+def test_environ_link_leaks_nothing_in_any_format(fmt: str, workspace: Path) -> None:
+    kernel = workspace / "kernels" / f"environ-{fmt}"
+    hc._copy(ONNX_BASE, kernel)
+    for relative in ("requirements.txt", "README.md", "samples/extra.json"):
+        (kernel / relative).symlink_to("/proc/self/environ")
+    canary = f"kernelshim-canary-{uuid.uuid4().hex}"
+    junit = workspace / f"junit-{fmt}.xml"
+    args = ["validate", "--junit", str(junit)] if fmt == "junit" else ["validate", "--format", fmt]
+    code, output, elapsed = shim([*args, str(kernel)], workspace, _environment(workspace, canary))
+    written = junit.read_text() if fmt == "junit" else ""
+    assert code == 1 and "Traceback" not in output, output
+    assert canary not in output + written
+    assert "KS405" in output + written and "requirements.txt" in output + written
+    assert elapsed < TIME_LIMIT_S
+
+
+# -- the sandboxed sample run has no network ------------------------------------------------------------
+
+def _network_namespaces_allowed() -> bool:
+    from shim.sandbox import isolate_network
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os._exit(0 if isolate_network() else 1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def test_handler_reaches_no_network_at_import(workspace: Path) -> None:
+    if not _network_namespaces_allowed():
+        pytest.skip("this host allows no network namespace (documented in SECURITY.md)")
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.5)
+    port = listener.getsockname()[1]
+    kernel = workspace / "kernels" / "handler-network"
+    hc._copy(ONNX_BASE, kernel)
+    hc._with_metadata(kernel, lambda m: m.update(preprocessing={"handler": "handler.py"}))
+    (kernel / "handler.py").write_text(
+        "import socket\n"
+        "try:\n"
+        f"    socket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'leak')\n"
+        "except OSError:\n"
+        "    pass\n\n\n"
+        "def preprocess(inputs):\n    return inputs\n"
+    )
+    code, output, _ = shim(["validate", "--format", "json", str(kernel)], workspace,
+                           _environment(workspace, "unused"))
+    try:
+        connection, _ = listener.accept()
+        connection.close()
+        connected = True
+    except TimeoutError:
+        connected = False
+    finally:
+        listener.close()
+    assert code == 0, output  # the handler runs (its samples pass), isolated
+    assert not connected, "the handler reached a socket on the host's loopback"
