@@ -15,6 +15,9 @@ PYTHONPATH, no ``sitecustomize``) that:
   input, where the operating system allows it (root or CAP_SYS_ADMIN, else an unprivileged user
   namespace mapping the caller's own uid). Kernel code run here (the handler, TorchScript code)
   then reaches no network;
+- in a new mount namespace (same condition), remounts every file system read-only and mounts a
+  fresh tmpfs on its private directory: that code can write no file outside it (no planted files,
+  no marker, no change to the repository), whatever it reads;
 - speaks JSON lines on a private pipe: ``{"progress": label}`` before each file, then
   ``{"result": ...}``. Its stdout is redirected to stderr so that kernel code printing cannot forge
   the protocol by accident. The parent never echoes the child's stderr.
@@ -202,6 +205,49 @@ def isolate_network() -> bool:
         return False
 
 
+_CLONE_NEWNS = 0x00020000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+_MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
+_MOUNT_OPTION_FLAGS = {"nosuid": _MS_NOSUID, "nodev": _MS_NODEV, "noexec": _MS_NOEXEC}
+
+
+def isolate_filesystem(writable: str) -> bool:
+    """Make every mount read-only for this process, except a fresh tmpfs at ``writable``.
+
+    In a new mount namespace (first made private, so nothing propagates back to the host) each
+    mount point is remounted read-only: code run here (a handler, a TorchScript model calling
+    ``torch.from_file(..., shared=True)``) can write nothing outside its private directory, so it
+    cannot plant files, touch markers or alter the repository. False, with nothing changed, where
+    the OS allows no mount namespace (then the run has the caller's file system, as documented)."""
+    import ctypes
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        before = os.readlink("/proc/self/ns/mnt")
+        if libc.unshare(_CLONE_NEWNS) != 0 or os.readlink("/proc/self/ns/mnt") == before:
+            return False  # never touch mounts in the caller's namespace
+        if libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
+            return False
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as handle:
+            mounts = [line.split() for line in handle]
+        for fields in mounts:
+            point = fields[4].encode("utf-8", "surrogateescape").decode("unicode_escape").encode(
+                "latin-1", "surrogateescape")
+            flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY
+            for option in fields[5].split(","):
+                flags |= _MOUNT_OPTION_FLAGS.get(option, 0)
+            libc.mount(None, point, None, flags, None)  # some (e.g. /proc/sys) may refuse: fine
+        private = writable.encode()
+        if libc.mount(b"tmpfs", private, b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=1g,mode=0700") != 0:
+            return False
+        os.chdir(writable)  # the cwd was the directory now hidden under the tmpfs
+        return True
+    except (OSError, AttributeError, ValueError):
+        return False
+
+
 def child_main(channel_fd: int) -> None:
     """Entry point of the child (see ``_BOOTSTRAP``)."""
     channel = os.fdopen(channel_fd, "w", buffering=1, encoding="utf-8")
@@ -210,6 +256,7 @@ def child_main(channel_fd: int) -> None:
     request = json.loads(sys.stdin.buffer.read())
     _apply_limits(request["budget"])
     isolate_network()
+    isolate_filesystem(os.getcwd())  # the parent started us in the private directory
     last: list[str | None] = [None]
 
     def progress(label: str) -> None:

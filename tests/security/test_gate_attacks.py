@@ -174,3 +174,84 @@ def test_handler_reaches_no_network_at_import(workspace: Path) -> None:
         listener.close()
     assert code == 0, output  # the handler runs (its samples pass), isolated
     assert not connected, "the handler reached a socket on the host's loopback"
+
+
+# -- the sandboxed sample run writes nothing outside its private directory ----------------------------
+
+def _mount_namespaces_allowed() -> bool:
+    import tempfile
+
+    from shim.sandbox import isolate_filesystem
+
+    home = tempfile.mkdtemp(prefix="kernelshim-probe-")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os._exit(0 if isolate_filesystem(home) else 1)
+    _, status = os.waitpid(pid, 0)
+    os.rmdir(home)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+FROM_FILE_MODEL = '''
+import sys
+import torch
+
+
+class Planting(torch.nn.Module):
+    """The example MLP, whose forward first maps MARKER with shared=True: torch creates the file."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        planted = torch.from_file(MARKER, True, 4, dtype=torch.uint8)
+        planted.fill_(65)
+        return self.inner(x) + 0.0 * planted.sum()
+
+
+torch.jit.save(torch.jit.script(Planting(torch.jit.load(sys.argv[1]))), sys.argv[2])
+'''
+
+
+def test_torchscript_code_cannot_write_files_during_the_sample_run(workspace: Path) -> None:
+    """TorchScript source (code/ in the archive) is compiled by torch, not Python, yet can create
+    files: ``torch.from_file(path, shared=True)``. The sample run's file system is read-only."""
+    if not _mount_namespaces_allowed():
+        pytest.skip("this host allows no mount namespace (documented in SECURITY.md)")
+    kernel = workspace / "kernels" / "torchscript-from-file"
+    marker = workspace / "markers" / "torchscript-from-file"
+    hc._copy(hc.TORCHSCRIPT_BASE, kernel)
+    builder = workspace / "planting_model.py"
+    builder.write_text(FROM_FILE_MODEL.replace("MARKER", repr(str(marker))))
+    original = hc.TORCHSCRIPT_BASE / "model.pt"
+    subprocess.run([sys.executable, str(builder), str(original), str(kernel / "model.pt")],
+                   check=True, capture_output=True, timeout=300)
+    code, output, _ = shim(["validate", "--format", "json", str(kernel)], workspace,
+                           _environment(workspace, "unused"))
+    assert "Traceback (most recent call last)" not in output, output  # torch's own error text may quote
+    assert not marker.exists(), "TorchScript code created a file outside the sandbox's private directory"
+    assert code == 1 and "KS304" in output, output  # the sample fails: the write was refused
+
+
+def test_handler_cannot_write_files_outside_its_private_directory(workspace: Path) -> None:
+    if not _mount_namespaces_allowed():
+        pytest.skip("this host allows no mount namespace (documented in SECURITY.md)")
+    kernel = workspace / "kernels" / "handler-writes"
+    marker = workspace / "markers" / "handler-writes"
+    hc._copy(ONNX_BASE, kernel)
+    hc._with_metadata(kernel, lambda m: m.update(preprocessing={"handler": "handler.py"}))
+    (kernel / "handler.py").write_text(
+        "import os\n"
+        "try:\n"
+        f"    open({str(marker)!r}, 'w').close()\n"
+        "except OSError:\n"
+        "    pass\n"
+        "open('scratch.txt', 'w').write('the private directory stays writable')\n\n\n"
+        "def preprocess(inputs):\n    return inputs\n"
+    )
+    code, output, _ = shim(["validate", "--format", "json", str(kernel)], workspace,
+                           _environment(workspace, "unused"))
+    assert code == 0, output
+    assert not marker.exists(), "the handler created a file outside its private directory"
+    assert not (kernel / "scratch.txt").exists()
