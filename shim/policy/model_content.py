@@ -8,6 +8,7 @@ torch's exact layout. When the metadata is too broken to say, the file's own fir
 from __future__ import annotations
 
 import os
+import time
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -84,6 +85,19 @@ def check_model_content(scan: _Scan, relative: str) -> tuple[list[Finding], dict
     if findings:
         return findings, {}
     findings, external = _check_onnx(scan, relative, display)
+    if not findings:
+        try:
+            descriptor = open_regular(scan.root / relative)
+        except KernelFileError:
+            descriptor = -1
+        if descriptor >= 0:
+            try:
+                smuggled = _smuggled(descriptor)
+            finally:
+                os.close(descriptor)
+            if smuggled:
+                findings.append(Finding("KS407", display, "", f"is an ONNX model that is also {smuggled}",
+                                        expected=expected, fix=_REEXPORT))
     if findings and findings[0].code == "KS103" and _ZIP in head:
         findings.insert(
             0,
@@ -225,6 +239,42 @@ def check_external_data(scan: _Scan, entry: Entry, ranges: list[tuple[int, int]]
                         fix=fix,
                     )
                 ]
+        smuggled = _smuggled(descriptor)
+        if smuggled:
+            return [
+                Finding(
+                    "KS407",
+                    display,
+                    "",
+                    f"is tensor data that is also {smuggled}: another reader would open it as such",
+                    expected="plain tensor data (numbers), not an archive or a pickle",
+                    fix="do not ship this file; it may be malicious. " + fix,
+                )
+            ]
     finally:
         os.close(descriptor)
     return []
+
+
+#: Bytes of a data file (ONNX model, external data) read to see whether it is also a container.
+_SMUGGLE_HEAD_BYTES = 1024 * 1024
+
+
+def _smuggled(descriptor: int) -> str | None:
+    """What else a data file is, besides what its role reads (a polyglot): a zip archive found
+    from its end record (as ``zipfile``, ``torch.load`` and unzip find one, whatever precedes it),
+    a container or executable at its start, or a pickle at its start that would call a global.
+    Tensor bytes and protobuf are none of these by accident."""
+    import zipfile
+
+    from shim.policy.restricted_pickle import first_global
+
+    with os.fdopen(os.dup(descriptor), "rb") as handle:
+        if zipfile.is_zipfile(handle):
+            return "a zip archive (its end record is at the end of the file)"
+        head = os.pread(descriptor, _SMUGGLE_HEAD_BYTES, 0)
+    kind = describe_head(head[:SNIFF_BYTES])
+    if kind:
+        return kind
+    name = first_global(head, max_pickles=1, deadline=time.monotonic() + 1.0)
+    return f"a pickle that would call {name}" if name else None

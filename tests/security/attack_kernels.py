@@ -199,6 +199,53 @@ def _external_data_in_readme(kernel: Path, _marker: Path) -> None:
     onnx.save(model, str(kernel / "model.onnx"))
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _onnx_zip_polyglot(kernel: Path, marker: Path) -> None:
+    """model.onnx with an unknown length-delimited field (number 99) holding a zip whose data.pkl
+    calls posix.system: onnx.load keeps it as an unknown field, zipfile/torch.load find the zip
+    from its end record."""
+    _copy(ONNX_BASE, kernel)
+    inner = hc.zip_bytes({"archive/data.pkl": posix_system(marker)})
+    model = (kernel / "model.onnx").read_bytes()
+    (kernel / "model.onnx").write_bytes(model + _varint(99 << 3 | 2) + _varint(len(inner)) + inner)
+
+
+def _external_data_is(payload: Callable[[Path], bytes]) -> Build:
+    """The If-subgraph model whose external data file is exactly one tensor holding ``payload``."""
+    def build(kernel: Path, marker: Path) -> None:
+        import onnx
+
+        from tests.security.test_gate_properties import _if_subgraph_kernel
+
+        _if_subgraph_kernel(kernel)
+        data = payload(marker)
+        data += b"\x00" * (-len(data) % 4)
+        model = onnx.load(str(kernel / "model.onnx"), load_external_data=False)
+        then = model.graph.node[1].attribute[0].g
+        tensor = then.initializer[0]
+        del tensor.dims[:]
+        tensor.dims.extend([len(data) // 4])
+        for entry in tensor.external_data:
+            if entry.key == "offset":
+                entry.value = "0"
+            elif entry.key == "length":
+                entry.value = str(len(data))
+        onnx.save(model, str(kernel / "model.onnx"))
+        (kernel / "weights.bin").write_bytes(data)
+        other = [t for t in (*model.graph.node[1].attribute[1].g.initializer,) if t.external_data]
+        assert not other or all(e.value == "weights.bin" for t in other for e in t.external_data
+                                if e.key == "location")
+    return build
+
+
 ALL = frozenset({"KS402", "KS403", "KS404", "KS405", "KS406", "KS407", "KS408", "KS409", "KS410", "KS411"})
 HOOK = ("hook", "{check}", "METADATA")
 
@@ -263,6 +310,13 @@ ATTACKS: list[Attack] = [
            ("samples/example.json",), frozenset({"KS302"})),
     Attack("external-data-in-readme", "ONNX external data read from README.md (a file with a role)",
            _external_data_in_readme, ("model.onnx",), frozenset({"KS105"})),
+    Attack("onnx-zip-polyglot", "model.onnx that is also a zip holding a posix.system data.pkl",
+           _onnx_zip_polyglot, ("model.onnx",), frozenset({"KS407"})),
+    Attack("external-data-pickle-tensor", "an external data file whose one tensor is a posix.system pickle",
+           _external_data_is(posix_system), ("weights.bin",), frozenset({"KS407"})),
+    Attack("external-data-zip-tensor", "an external data file whose one tensor is a zip archive",
+           _external_data_is(lambda m: hc.zip_bytes({"x/data.pkl": posix_system(m)})), ("weights.bin",),
+           frozenset({"KS407"})),
     Attack("foreign-framework-pickle", "framework sklearn, model.pkl is a posix.system pickle",
            _foreign_framework, ("model.pkl",), frozenset({"KS402", "KS403", "KS407"})),
     Attack("foreign-framework-pickle-no-pickle-hook", "the same, through shim hook no-pickle",
