@@ -54,7 +54,7 @@ DIAGNOSIS_BYTES = 64 * 1024 * 1024
 #: Seconds the diagnosis of refused files may take, one file and all together. Diagnosis only
 #: words a finding (the file is refused by its role already), so a file built to be slow to
 #: diagnose (millions of globals, pickles back to back) costs the scan at most this much.
-DIAGNOSIS_SECONDS_PER_FILE, DIAGNOSIS_SECONDS = 1.0, 4.0
+DIAGNOSIS_SECONDS_PER_FILE, DIAGNOSIS_SECONDS = 1.0, 2.5
 KERNEL_FILES = (
     "only model_metadata.json, the model file named by model_file (with the external data "
     "files an ONNX model names), samples/*.json, requirements.txt, the handler named by "

@@ -331,7 +331,7 @@ def rules_for(
     """The rules for one pickle of a model archive: its parse must end within ``max_pickle_seconds``
     and not after ``not_after`` (the archive's budget for all its pickles together)."""
     scan = policy.get("scan") or {}
-    deadline = time.monotonic() + float(scan.get("max_pickle_seconds", 2))
+    deadline = time.monotonic() + float(scan.get("max_pickle_seconds", 1.5))
     return Rules(
         deadline=deadline if not_after is None else min(deadline, not_after),
         allowed_globals=frozenset(policy.get("torchscript_pickle_globals") or ()),

@@ -267,7 +267,7 @@ def _check_members(
         # the parse's deadline starts now, after the member was read
         if checker.pickles_not_after is None:  # all pickles of the archive: twice one pickle's budget
             scan = checker.policy.get("scan") or {}
-            checker.pickles_not_after = time.monotonic() + 2 * float(scan.get("max_pickle_seconds", 2))
+            checker.pickles_not_after = time.monotonic() + 2 * float(scan.get("max_pickle_seconds", 1.5))
         report = inspect_pickle(data, rules_for(checker.policy, storages=folder is not None,
                                                 torch_classes=folder is not None,
                                                 not_after=checker.pickles_not_after))
