@@ -255,3 +255,23 @@ def test_handler_cannot_write_files_outside_its_private_directory(workspace: Pat
     assert code == 0, output
     assert not marker.exists(), "the handler created a file outside its private directory"
     assert not (kernel / "scratch.txt").exists()
+
+
+# -- a kernel folder whose name is not UTF-8 and holds a terminal escape --------------------------------
+
+@pytest.mark.parametrize("fmt", ["text", "json", "github", "junit"])
+def test_undecodable_escaping_kernel_name_is_reported_in_every_format(fmt: str, workspace: Path) -> None:
+    """The JUnit writer crashed (exit 70) on an undecodable folder name; text and GitHub output
+    passed a terminal escape from the name through to the CI log."""
+    kernels = workspace / "kernels"
+    name = os.fsdecode(b"odd-\xff\x1b[2J-" + fmt.encode())
+    kernel = kernels / name
+    hc._copy(ONNX_BASE, kernel)
+    (kernel / "evil\x1b[31m.pkl").write_bytes(b"x")
+    junit = workspace / f"odd-{fmt}.xml"
+    args = ["validate", "--junit", str(junit)] if fmt == "junit" else ["validate", "--format", fmt]
+    code, output, _ = shim([*args, "--skip-samples", str(kernel)], workspace, _environment(workspace, "x"))
+    written = junit.read_text(encoding="utf-8") if fmt == "junit" else ""
+    assert code == 1 and "Traceback" not in output, output
+    assert "\x1b" not in output + written, "a terminal escape reached the report"
+    assert "KS402" in output + written
