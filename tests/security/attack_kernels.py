@@ -278,7 +278,7 @@ ATTACKS: list[Attack] = [
            _torchscript(lambda p, m: m.update(
                {**{f"{p}code/__torch__/m{i}.py": b"x = 1\n" for i in range(20)},
                 **{f"{p}code/__torch__/m{i}.py.debug_pkl": repeated_global(400_000) for i in range(20)}})),
-           ("model.pt!mlp/code/__torch__/m0.py.debug_pkl",), frozenset({"KS410"})),
+           tuple(f"model.pt!mlp/code/__torch__/m{i}.py.debug_pkl" for i in range(20)), frozenset({"KS410"})),
     # leaks: hard links
     Attack("hardlink-requirements", "requirements.txt hard-linked to a passwd-like file outside",
            _hard_link("requirements.txt", PASSWD_LIKE), ("requirements.txt",), frozenset({"KS411"}),
