@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from shim.policy.gate import _Scan
 
 _ZIP = b"PK\x03\x04"
+#: protobuf messages (an ONNX ModelProto without external data) are smaller than 2 GiB
+_PROTOBUF_LIMIT = 2 * 1024 * 1024 * 1024
 _REEXPORT = (
     "re-export the model (torch.onnx.export, skl2onnx, onnx.save, or torch.jit.save) from trusted code"
 )
@@ -143,6 +145,8 @@ def _check_onnx(
     try:
         # through the descriptor the gate proved is a regular file: a link swapped in since is refused
         with os.fdopen(open_regular(scan.root / relative), "rb") as handle:
+            if os.fstat(handle.fileno()).st_size >= _PROTOBUF_LIMIT:  # never read a sparse giant
+                raise ValueError("is 2 GiB or larger: protobuf cannot hold it (use external data)")
             model = onnx.load_model_from_string(handle.read())  # never resolves external data
     except KernelFileError as exc:
         return [Finding("KS405", display, "", str(exc), expected="a regular file",

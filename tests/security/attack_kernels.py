@@ -324,6 +324,8 @@ ATTACKS: list[Attack] = [
     Attack("metadata-pickle-no-pickle-hook", "model_metadata.json is a posix.system pickle",
            _file("model_metadata.json", posix_system), ("model_metadata.json",), frozenset({"KS403"}),
            command=_hook("no-pickle")),
+    Attack("sparse-7g-model", "a sparse 7 GiB model.onnx (was read into memory whole)",
+           _sparse("model.onnx", 7 * 1024**3), ("model.onnx",), frozenset({"KS103"})),
     # hooks: the result cache walked and hashed the kernel before any check
     Attack("hook-sparse-50g", "a sparse 50 GiB README.md through shim hook validate",
            _sparse("README.md", 50 * 1024**3), ("README.md", "."), frozenset({"KS401", "KS409"}),
