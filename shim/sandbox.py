@@ -230,19 +230,21 @@ def isolate_filesystem(writable: str) -> bool:
             return False  # never touch mounts in the caller's namespace
         if libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
             return False
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as handle:
-            mounts = [line.split() for line in handle]
-        for fields in mounts:
-            point = fields[4].encode("utf-8", "surrogateescape").decode("unicode_escape").encode(
-                "latin-1", "surrogateescape")
-            flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY
-            for option in fields[5].split(","):
-                flags |= _MOUNT_OPTION_FLAGS.get(option, 0)
-            libc.mount(None, point, None, flags, None)  # some (e.g. /proc/sys) may refuse: fine
-        private = writable.encode()
+        private = os.fsencode(os.path.realpath(writable))
+        # the writable tmpfs first: if it cannot be had, nothing is made read-only
         if libc.mount(b"tmpfs", private, b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=1g,mode=0700") != 0:
             return False
-        os.chdir(writable)  # the cwd was the directory now hidden under the tmpfs
+        os.chdir(private)  # the cwd was the directory now hidden under the tmpfs
+        with open("/proc/self/mountinfo", "rb") as handle:
+            mounts = [line.split() for line in handle]
+        for fields in mounts:
+            point = fields[4].decode("unicode_escape").encode("latin-1")  # mountinfo escapes " \t\n\\"
+            if point == private:
+                continue
+            flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY
+            for option in fields[5].decode().split(","):
+                flags |= _MOUNT_OPTION_FLAGS.get(option, 0)
+            libc.mount(None, point, None, flags, None)  # some (e.g. /proc/sys) may refuse: fine
         return True
     except (OSError, AttributeError, ValueError):
         return False
