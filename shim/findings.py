@@ -53,6 +53,7 @@ CODES: dict[str, str] = {
     "KS408": "model archive differs from the layout its framework writes",
     "KS409": "too many files, or a file over its role's size cap",
     "KS410": "check exceeded its time or memory budget",
+    "KS411": "file with more than one hard link in the kernel (never read)",
     # dependency policy
     "KS501": "requirements.txt line cannot be parsed",
     "KS502": "prohibited requirement form (URL, VCS, path or option)",
@@ -97,6 +98,26 @@ CODES: dict[str, str] = {
 
 #: Longest text of each field of a finding.
 _LIMITS = {"file": 1024, "path": 256, "message": 800, "expected": 600, "fix": 600}
+#: Control characters shown escaped: a file name or an echoed value with a terminal escape, a
+#: carriage return or (in a location) a newline cannot forge or hide lines of a report.
+_ESCAPES = {i: f"\\x{i:02x}" for i in (*range(32), 127)}
+_TEXT_ESCAPES = {i: v for i, v in _ESCAPES.items() if i not in (9, 10)}
+
+
+def printable(text: str) -> str:
+    """A path or name as every report shows it: control characters and undecodable bytes escaped."""
+    return _escaped(str(text), _ESCAPES)
+
+
+def _escaped(text: str, table: dict[int, str]) -> str:
+    """Control characters as ``\\xNN``; undecodable bytes of a file name (surrogates) as
+    ``\\udcNN``, so every report can be written as UTF-8 (JUnit, JSON, a terminal)."""
+    if text.isprintable():
+        return text
+    text = text.translate(table)
+    if any("\ud800" <= c <= "\udfff" for c in text):
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 @dataclass(frozen=True)
@@ -116,7 +137,8 @@ class Finding:
         # Findings echo kernel values (a requirement line, a schema error's instance); none is shown
         # at length, whatever check made it.
         for name, limit in _LIMITS.items():
-            value = getattr(self, name)
+            value = _escaped(getattr(self, name), _ESCAPES if name in ("file", "path") else _TEXT_ESCAPES)
+            object.__setattr__(self, name, value)
             if len(value) > limit:
                 object.__setattr__(self, name, value[: limit - 30] + f"... ({len(value):,} characters)")
 

@@ -5,6 +5,11 @@ Every check that reads kernel content goes through ``read_regular``: the file is
 ``/proc/self/environ``, say) or a FIFO is refused at the moment of opening, not by an earlier
 ``is_symlink()`` that a later check could forget or that a swapped file could race. The size cap
 is checked on the descriptor too, so a file cannot be larger than its role allows when read.
+
+A regular file with more than one hard link is refused the same way: a hard link is a second name
+for an inode that may live outside the kernel (``ln /etc/passwd requirements.txt`` needs no
+privilege on the same file system), and checks echo parts of the files they read (a requirement
+line, a metadata value). Nothing that writes kernels (git, copies, archives) creates hard links.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ class KernelFileError(Exception):
 
     def __init__(self, reason: str, kind: str) -> None:
         super().__init__(reason)
-        #: "missing", "link", "special", "too-large" or "unreadable"
+        #: "missing", "link", "hardlink", "special", "too-large" or "unreadable"
         self.kind = kind
 
 
@@ -46,6 +51,11 @@ def open_regular(path: Path | str) -> int:
         os.close(descriptor)
         kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a special file (device, FIFO or socket)"
         raise KernelFileError(f"is {kind}, not a regular file", "special")
+    if info.st_nlink > 1:
+        os.close(descriptor)
+        raise KernelFileError(
+            f"has {info.st_nlink} hard links (another name for a file that may be outside the kernel); "
+            "it is never read", "hardlink")
     return descriptor
 
 

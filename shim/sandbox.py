@@ -11,6 +11,13 @@ PYTHONPATH, no ``sitecustomize``) that:
 - gets only an allow-listed environment (``PATH``, locale, thread and device selection variables;
   never tokens, cloud credentials or CI secrets) and a private temporary ``HOME``/``TMPDIR``/working
   directory, removed afterwards;
+- enters a new, empty network namespace (only a loopback interface, down) before reading any
+  input, where the operating system allows it (root or CAP_SYS_ADMIN, else an unprivileged user
+  namespace mapping the caller's own uid). Kernel code run here (the handler, TorchScript code)
+  then reaches no network;
+- in a new mount namespace (same condition), remounts every file system read-only and mounts a
+  fresh tmpfs on its private directory: that code can write no file outside it (no planted files,
+  no marker, no change to the repository), whatever it reads;
 - speaks JSON lines on a private pipe: ``{"progress": label}`` before each file, then
   ``{"result": ...}``. Its stdout is redirected to stderr so that kernel code printing cannot forge
   the protocol by accident. The parent never echoes the child's stderr.
@@ -169,6 +176,80 @@ def _apply_limits(budget: dict[str, Any]) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 
 
+_CLONE_NEWNET, _CLONE_NEWUSER = 0x40000000, 0x10000000
+
+
+def isolate_network() -> bool:
+    """Move this process into a new network namespace with no interfaces but a down loopback.
+
+    Tried as is (root, CAP_SYS_ADMIN), then inside a new user namespace that maps the caller's uid
+    and gid to themselves (so files keep their owners). False where neither is allowed (some
+    container runtimes forbid both): the run then has the host's network, as documented."""
+    import ctypes
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(_CLONE_NEWNET) == 0:
+            return True
+        uid, gid = os.getuid(), os.getgid()
+        if libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
+            return False
+        maps = (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1"))
+        for name, text in maps:
+            with open(f"/proc/self/{name}", "w", encoding="ascii") as handle:
+                handle.write(text)
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
+_CLONE_NEWNS = 0x00020000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+_MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
+_MOUNT_OPTION_FLAGS = {"nosuid": _MS_NOSUID, "nodev": _MS_NODEV, "noexec": _MS_NOEXEC}
+
+
+def isolate_filesystem(writable: str) -> bool:
+    """Make every mount read-only for this process, except a fresh tmpfs at ``writable``.
+
+    In a new mount namespace (first made private, so nothing propagates back to the host) each
+    mount point is remounted read-only: code run here (a handler, a TorchScript model calling
+    ``torch.from_file(..., shared=True)``) can write nothing outside its private directory, so it
+    cannot plant files, touch markers or alter the repository. False, with nothing changed, where
+    the OS allows no mount namespace (then the run has the caller's file system, as documented)."""
+    import ctypes
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        before = os.readlink("/proc/self/ns/mnt")
+        if libc.unshare(_CLONE_NEWNS) != 0 or os.readlink("/proc/self/ns/mnt") == before:
+            return False  # never touch mounts in the caller's namespace
+        if libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
+            return False
+        private = os.fsencode(os.path.realpath(writable))
+        # the writable tmpfs first: if it cannot be had, nothing is made read-only
+        if libc.mount(b"tmpfs", private, b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=1g,mode=0700") != 0:
+            return False
+        os.chdir(private)  # the cwd was the directory now hidden under the tmpfs
+        with open("/proc/self/mountinfo", "rb") as handle:
+            mounts = [line.split() for line in handle]
+        for fields in mounts:
+            point = fields[4].decode("unicode_escape").encode("latin-1")  # mountinfo escapes " \t\n\\"
+            if point == private:
+                continue
+            flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY
+            for option in fields[5].decode().split(","):
+                flags |= _MOUNT_OPTION_FLAGS.get(option, 0)
+            libc.mount(None, point, None, flags, None)  # some (e.g. /proc/sys) may refuse: fine
+        return True
+    except (OSError, AttributeError, ValueError):
+        return False
+
+
 def child_main(channel_fd: int) -> None:
     """Entry point of the child (see ``_BOOTSTRAP``)."""
     channel = os.fdopen(channel_fd, "w", buffering=1, encoding="utf-8")
@@ -176,6 +257,8 @@ def child_main(channel_fd: int) -> None:
     os.dup2(2, 1)  # anything kernel code prints goes to stderr, never into the channel
     request = json.loads(sys.stdin.buffer.read())
     _apply_limits(request["budget"])
+    isolate_network()
+    isolate_filesystem(os.getcwd())  # the parent started us in the private directory
     last: list[str | None] = [None]
 
     def progress(label: str) -> None:

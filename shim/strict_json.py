@@ -48,6 +48,8 @@ def _parse_float(text: str) -> float:
 
 
 def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > 20:  # before int(): CPython refuses to convert over 4300 digits
+        raise StrictJSONError(f"integer {text[:40]}... ({len(text):,} digits) does not fit in 64 bits")
     value = int(text)
     if abs(value) >= MAX_ABS_INT:
         raise StrictJSONError(f"integer {text[:40]} does not fit in 64 bits")
@@ -58,21 +60,49 @@ def _reject_constant(name: str) -> Any:
     raise StrictJSONError(f"{name} is not valid JSON")
 
 
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StrictJSONError(
+            f"string {text[:40]!r} holds a lone UTF-16 surrogate (\\ud800-\\udfff escape)"
+        ) from None
+
+
 def _check_depth(value: Any, limit: int) -> None:
-    """Iterative (never recursive) so that the check itself cannot overflow the stack."""
+    """Iterative (never recursive) so that the check itself cannot overflow the stack. Strings are
+    checked to be Unicode text: a lone surrogate escape parses, but no UTF-8 writer can emit it."""
+    if isinstance(value, str):
+        _check_text(value)
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
+        if isinstance(node, dict):
+            for key in node:
+                _check_text(key)
         children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
         for child in children:
-            if isinstance(child, (dict, list)):
+            if isinstance(child, str):
+                _check_text(child)
+            elif isinstance(child, (dict, list)):
                 if depth + 1 > limit:
                     raise StrictJSONError(f"nesting is deeper than {limit} levels")
                 stack.append((child, depth + 1))
 
 
 def loads_strict(text: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
-    """Parse JSON, rejecting duplicate keys, NaN/Infinity, out-of-range numbers and deep nesting."""
+    """Parse JSON, rejecting duplicate keys, NaN/Infinity, out-of-range numbers and deep nesting.
+    Bytes must be UTF-8 without a byte-order mark (RFC 8259): ``json.loads`` would also guess
+    UTF-16/32 and skip a BOM, so two tools could read different documents from one file."""
+    if isinstance(text, (bytes, bytearray)):
+        if text.startswith(b"\xef\xbb\xbf"):
+            raise StrictJSONError("starts with a byte-order mark; JSON files are UTF-8 without one")
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise StrictJSONError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    elif text.startswith("\ufeff"):
+        raise StrictJSONError("starts with a byte-order mark; JSON files are UTF-8 without one")
     value = _parse(text)
     _check_depth(value, max_depth)
     return value

@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 
 from shim.contract.results import ValidationReport
+from shim.findings import printable
 
 _LINE_RE = re.compile(r"^line (\d+)")
 
@@ -17,9 +18,9 @@ def render_text(reports: Sequence[ValidationReport]) -> str:
         cached = " (cached)" if report.cached else ""
         if report.ok:
             extra = f", {report.samples_run} golden sample(s) matched" if report.samples_run else ""
-            blocks.append(f"{report.kernel_dir}: ok{extra}{cached}")
+            blocks.append(f"{printable(report.kernel_dir)}: ok{extra}{cached}")
             continue
-        blocks.append(f"{report.kernel_dir}: {len(report.findings)} finding(s){cached}")
+        blocks.append(f"{printable(report.kernel_dir)}: {len(report.findings)} finding(s){cached}")
         blocks.extend(f.render() for f in report.findings)
     failed = sum(1 for r in reports if not r.ok)
     blocks.append(f"{len(reports) - failed} kernel(s) valid, {failed} with findings")
@@ -32,14 +33,16 @@ def render_json(reports: Sequence[ValidationReport]) -> str:
             "ok": all(r.ok for r in reports),
             "kernels": [
                 {
-                    "kernel": str(r.kernel_dir),
+                    "kernel": printable(r.kernel_dir),
                     "ok": r.ok,
                     "samples_run": r.samples_run,
                     "findings": [f.to_dict() for f in r.findings],
                 }
                 for r in reports
             ],
-            "findings": [dict(f.to_dict(), kernel=str(r.kernel_dir)) for r in reports for f in r.findings],
+            "findings": [
+                dict(f.to_dict(), kernel=printable(r.kernel_dir)) for r in reports for f in r.findings
+            ],
         },
         indent=2,
     )
@@ -77,14 +80,14 @@ def render_junit(reports: Sequence[ValidationReport]) -> str:
     suites = ET.Element("testsuites", name="shim validate")
     for report in reports:
         suite = ET.SubElement(
-            suites, "testsuite", name=str(report.kernel_dir),
+            suites, "testsuite", name=printable(report.kernel_dir),
             tests=str(max(1, len(report.findings))), failures=str(len(report.findings)), errors="0",
         )
         if report.ok:
-            ET.SubElement(suite, "testcase", classname=str(report.kernel_dir), name="contract")
+            ET.SubElement(suite, "testcase", classname=printable(report.kernel_dir), name="contract")
         for finding in report.findings:
             case = ET.SubElement(
-                suite, "testcase", classname=str(report.kernel_dir),
+                suite, "testcase", classname=printable(report.kernel_dir),
                 name=f"{finding.code} {finding.file}:{finding.path}",
             )
             failure = ET.SubElement(case, "failure", type=finding.code, message=finding.message)

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -53,8 +54,16 @@ def cache_dir() -> Path:
 
 
 def _sha256_file(path: Path) -> str:
+    """SHA-256 of a regular file, opened without following links or blocking (``shim.kernelfs``);
+    a file that is no longer one (swapped for a link or FIFO since the walk) is keyed as such."""
+    from shim.kernelfs import KernelFileError, open_regular
+
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    try:
+        descriptor = open_regular(path)
+    except KernelFileError as exc:
+        return f"not-a-file:{exc.kind}"
+    with os.fdopen(descriptor, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -99,7 +108,7 @@ class FileHasher:
 
     def digest(self, path: Path) -> str:
         key = str(path.absolute())
-        before = path.stat()
+        before = path.lstat()
         signature = _stat_signature(before)
         entry = self.entries.get(key)
         last_change = max(before.st_mtime_ns, before.st_ctime_ns)
@@ -110,7 +119,7 @@ class FileHasher:
         hashed_at = time.time_ns()
         digest = _sha256_file(path)
         self.hashed_bytes += before.st_size
-        if _stat_signature(path.stat()) == signature:  # unchanged while reading: safe to remember
+        if _stat_signature(path.lstat()) == signature:  # unchanged while reading: safe to remember
             self.entries[key] = [signature, digest, hashed_at]
             self.changed = True
         return digest
@@ -130,38 +139,75 @@ class FileHasher:
             _write_atomic(self.store, {"format": _FORMAT, "files": entries})
 
 
-def kernel_manifest(root: Path, hasher: FileHasher, only: Iterable[str] | None = None) -> list[list[str]]:
-    """``[relative path, kind, digest]`` for every entry of the kernel (or just the ``only`` files).
+#: Most entries a kernel's manifest lists; a kernel with more is checked without the cache (the
+#: gate refuses it anyway, quickly), never hashed file by file.
+MAX_MANIFEST_ENTRIES = 4096
+#: Files larger than this (a sparse file can claim terabytes) are keyed by their ``lstat`` signature
+#: (size, mtime, ctime, inode), as git's index does, never read.
+MAX_HASHED_FILE_BYTES = 2 * 1024 * 1024 * 1024
 
-    Links are recorded by target (they are findings, never followed); directories by name only
-    (an empty directory changes nothing a check reports, but costs nothing to include).
+
+def kernel_manifest(
+    root: Path, hasher: FileHasher, only: Iterable[str] | None = None
+) -> list[list[str]] | None:
+    """``[relative path, kind, digest]`` for every entry of the kernel (or just the ``only`` files);
+    None when the kernel is too large to key (more than ``MAX_MANIFEST_ENTRIES`` entries): its check
+    then runs uncached.
+
+    The walk uses ``lstat`` alone, iteratively (no recursion limit to hit however deep the folders),
+    and opens only regular files with a single link, through ``shim.kernelfs`` (never following a
+    link, never blocking on a FIFO). Links are recorded by target, special files and hard-linked
+    files by their ``lstat`` signature; none is read (the gate reports them).
     """
     root = Path(root)
     manifest: list[list[str]] = []
     seen: list[str] = []
 
-    def add(path: Path, relative: str) -> None:
-        if path.is_symlink():
-            manifest.append([relative, "link", os.readlink(path)])
-        elif path.is_file():
+    def add(path: Path, relative: str) -> bool:
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return False
+        if stat.S_ISLNK(info.st_mode):
+            try:
+                manifest.append([relative, "link", os.readlink(path)])
+            except OSError:
+                manifest.append([relative, "link", ""])
+        elif stat.S_ISDIR(info.st_mode):
+            manifest.append([relative, "dir", ""])
+            return True
+        elif not stat.S_ISREG(info.st_mode) or info.st_nlink > 1 or info.st_size > MAX_HASHED_FILE_BYTES:
+            kind = "file" if stat.S_ISREG(info.st_mode) else "other"
+            manifest.append([relative, f"{kind}-stat", ",".join(map(str, _stat_signature(info)))])
+        else:
             manifest.append([relative, "file", hasher.digest(path)])
             seen.append(str(path.absolute()))
-        elif path.is_dir():
-            manifest.append([relative, "dir", ""])
-        elif path.exists():
-            manifest.append([relative, "other", ""])
+        return False
 
     if only is not None:
         for relative in sorted(only):
             add(root / relative, relative)
-    else:
-        for directory, dirnames, filenames in os.walk(root, followlinks=False):
-            base = Path(directory)
-            dirnames.sort()
-            for name in sorted(dirnames + filenames):
-                path = base / name
-                add(path, path.relative_to(root).as_posix())
-    hasher.save(seen if only is None else None)
+        hasher.save(None)
+        return manifest
+    pending = [""]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(root / folder) as iterator:
+                names = []
+                for item in iterator:
+                    names.append(item.name)
+                    if len(manifest) + len(names) > MAX_MANIFEST_ENTRIES:
+                        return None
+        except OSError:
+            manifest.append([folder, "unreadable", ""])
+            continue
+        for name in sorted(names):
+            relative = f"{folder}/{name}" if folder else name
+            if add(root / relative, relative):
+                pending.append(relative)
+    manifest.sort()
+    hasher.save(seen)
     return manifest
 
 

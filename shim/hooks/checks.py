@@ -69,8 +69,8 @@ def run_checks(
     reports = []
     for root in roots:
         manifest = kernel_manifest(root, cache.hasher(root), only)
-        key = cache.key(check, root, manifest, environment)
-        hit = cache.get(check, root, key)
+        key = cache.key(check, root, manifest, environment) if manifest is not None else None
+        hit = cache.get(check, root, key) if key is not None else None
         if hit is not None:
             reports.append(ValidationReport(root, hit.findings, samples_run=hit.samples_run, cached=True))
             continue
@@ -79,6 +79,7 @@ def run_checks(
 
             policies = load_policies(policy_dir)
         findings, samples_run = function(root, policies)
-        cache.put(check, root, key, findings, samples_run)
+        if key is not None:  # a kernel too large to key is never cached
+            cache.put(check, root, key, findings, samples_run)
         reports.append(ValidationReport(root, findings, samples_run=samples_run))
     return reports

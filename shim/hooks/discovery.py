@@ -42,7 +42,9 @@ def find_kernel_root(path: Path, stop: Path) -> Path | None:
     if not directory.is_relative_to(stop):
         return None
     while True:
-        if (directory / METADATA_FILE).is_file():
+        # lexists: a metadata file that is a link, FIFO or folder still marks a kernel (the check
+        # reports it); is_file() would skip it and let the commit through unchecked
+        if os.path.lexists(directory / METADATA_FILE):
             return directory
         if directory == stop or directory.parent == directory:
             return None

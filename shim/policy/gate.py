@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import gzip
+import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -53,6 +54,10 @@ TEXT_LIMITS = {REQUIREMENTS: "requirements", HANDLER: "handler", DOCUMENTATION: 
 MAX_LISTED = 25
 #: Bytes of a refused file read to say what it really is.
 DIAGNOSIS_BYTES = 64 * 1024 * 1024
+#: Seconds the diagnosis of refused files may take, one file and all together. Diagnosis only
+#: words a finding (the file is refused by its role already), so a file built to be slow to
+#: diagnose (millions of globals, pickles back to back) costs the scan at most this much.
+DIAGNOSIS_SECONDS_PER_FILE, DIAGNOSIS_SECONDS = 1.0, 2.5
 KERNEL_FILES = (
     "only model_metadata.json, the model file named by model_file (with the external data "
     "files an ONNX model names), samples/*.json, requirements.txt, the handler named by "
@@ -117,6 +122,7 @@ class _Scan:
         self.result = GateResult()
         self.limits: Mapping[str, int] = policy["role_limits"]
         self.listed: dict[str, int] = {}
+        self.diagnosis_left = DIAGNOSIS_SECONDS
         self.inventory = Inventory(root, [])
         self.model_names = {n for entry in policy["frameworks"].values() for n in entry["model_files"]}
         patterns = policy.get("dangerous_pickle_globals") or []
@@ -198,6 +204,8 @@ class _Scan:
             elif entry.kind == DIRECTORY:
                 if entry.relative != SAMPLES_DIR and entry.relative not in parents:
                     self.refuse_entry(entry, "folder")  # an empty folder; a full one is named by its files
+            elif entry.kind == FILE and entry.links > 1:
+                self._hard_link(entry)
             elif entry.kind != FILE:
                 self.add(
                     "KS405",
@@ -233,6 +241,16 @@ class _Scan:
             expected="regular files only (images and uploads copy links ambiguously, and a link "
             "can point at secrets outside the kernel)",
             fix="replace the link with the file itself, or remove it",
+        )
+
+    def _hard_link(self, entry: Entry) -> None:
+        self.add(
+            "KS411",
+            entry.relative,
+            f"has {entry.links} hard links: it is another name for a file that may lie outside the "
+            "kernel, so it is never read",
+            expected="regular files with one name each (git, copies and archives never create hard links)",
+            fix="replace it with a copy of the file (cp --remove-destination SRC DEST), or remove it",
         )
 
     def role_of(self, relative: str) -> str | None:
@@ -308,6 +326,7 @@ class _Scan:
                 self.progress(self.display(entry.relative))
                 self.check_external_data(entry, external.pop(entry.relative))
             else:
+                self.progress(self.display(entry.relative))
                 self.refuse_entry(entry, "file")
 
     def check_role(self, relative: str, role: str) -> dict[str, list[tuple[int, int]]]:
@@ -317,7 +336,7 @@ class _Scan:
         if role == SAMPLE:
             self.check_json(relative, self.limits["sample"], "KS302")
         elif role == METADATA:
-            self.check_size(relative, self.limits["metadata"])  # content: the contract reader (KS003/4)
+            self.check_metadata(relative)
         elif role == PROFILE:
             self.check_json(relative, int(self.limits.get("profile", DEFAULT_PROFILE_BYTES)), "KS407")
         elif role in TEXT_LIMITS:
@@ -334,7 +353,7 @@ class _Scan:
         try:
             return read_regular(self.root / relative, limit)
         except KernelFileError as exc:
-            code = "KS409" if exc.kind == "too-large" else "KS405"
+            code = {"too-large": "KS409", "hardlink": "KS411"}.get(exc.kind, "KS405")
             self.add(
                 code,
                 relative,
@@ -346,16 +365,17 @@ class _Scan:
             )
             return None
 
-    def check_size(self, relative: str, limit: int) -> None:
-        size = (self.root / relative).lstat().st_size
-        if size > limit:
-            self.add(
-                "KS409",
-                relative,
-                f"is {size:,} bytes; at most {limit:,} are allowed for this file",
-                expected=f"at most {limit:,} bytes",
-                fix="make the file smaller",
-            )
+    def check_metadata(self, relative: str) -> None:
+        """The contract reader reports JSON and schema errors (KS003/KS004); the gate proves only
+        that the file is no pickle or archive in disguise, so the gate alone (``shim hook
+        no-pickle``) refuses one too."""
+        data = self.read(relative, self.limits["metadata"])
+        if data is None:
+            return
+        try:
+            loads_strict(data, max_depth=int(self.limits["json_depth"]))
+        except StrictJSONError:
+            self.diagnose(relative, len(data), data)
 
     def check_json(self, relative: str, limit: int, code: str) -> None:
         data = self.read(relative, limit)
@@ -411,7 +431,20 @@ class _Scan:
         self, relative: str, size: int, data: bytes | None = None, quiet_unless_pickle: bool = False
     ) -> None:
         """Say what a refused file really is: a pickle that would call a global (KS403/KS404), or a
-        container (in the KS407 message). Never needed to refuse it: the role check already did."""
+        container (in the KS407 message). Never needed to refuse it: the role check already did,
+        so it runs within a time budget (``DIAGNOSIS_SECONDS``) and simply stops when that is spent."""
+        if self.diagnosis_left <= 0:
+            return
+        started = time.monotonic()
+        try:
+            self._diagnose(relative, size, data, quiet_unless_pickle,
+                           started + min(DIAGNOSIS_SECONDS_PER_FILE, self.diagnosis_left))
+        finally:
+            self.diagnosis_left -= time.monotonic() - started
+
+    def _diagnose(
+        self, relative: str, size: int, data: bytes | None, quiet_unless_pickle: bool, deadline: float
+    ) -> None:
         if data is None:
             try:
                 data = read_regular(self.root / relative, max(size, 1)) if size <= DIAGNOSIS_BYTES else None
@@ -432,7 +465,7 @@ class _Scan:
             )
         for payload in payloads:
             offset = payload.find(b"\x80", 0, 4096) if payload.startswith(b"\x93NUMPY") else 0
-            name = first_global(payload[max(offset, 0) :], max_bytes=DIAGNOSIS_BYTES)
+            name = first_global(payload[max(offset, 0) :], max_bytes=DIAGNOSIS_BYTES, deadline=deadline)
             if name:
                 code = classify_global(name, self.dangerous)
                 self.add(

@@ -23,6 +23,8 @@ class Entry:
     relative: str
     kind: str
     size: int = 0
+    #: hard links to the file (``st_nlink``); more than one is refused, never read
+    links: int = 1
 
 
 @dataclass
@@ -84,7 +86,10 @@ def walk(root: Path, max_entries: int, descend: Callable[[str], bool]) -> Invent
             if len(inventory.entries) == max_entries:
                 inventory.truncated = True  # one more than allowed: stop here, unlisted
                 return inventory
-            inventory.entries.append(Entry(relative, kind, info.st_size if kind == FILE else 0))
+            inventory.entries.append(
+                Entry(relative, kind, info.st_size if kind == FILE else 0,
+                      info.st_nlink if kind == FILE else 1)
+            )
             if kind == DIRECTORY and descend(relative):
                 pending.append(relative)
     return inventory

@@ -8,6 +8,7 @@ torch's exact layout. When the metadata is too broken to say, the file's own fir
 from __future__ import annotations
 
 import os
+import time
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from shim.policy.gate import _Scan
 
 _ZIP = b"PK\x03\x04"
+#: protobuf messages (an ONNX ModelProto without external data) are smaller than 2 GiB
+_PROTOBUF_LIMIT = 2 * 1024 * 1024 * 1024
 _REEXPORT = (
     "re-export the model (torch.onnx.export, skl2onnx, onnx.save, torch.export.save or torch.jit.save) "
     "from trusted code"
@@ -60,14 +63,45 @@ def check_model_content(scan: _Scan, relative: str) -> tuple[list[Finding], dict
                     fix=_REEXPORT,
                 )
             ], {}
-        return check(str(scan.root / relative), display, scan.policy, scan.dangerous, scan.progress), {}
+        try:
+            descriptor = open_regular(scan.root / relative)
+        except KernelFileError as exc:
+            return [Finding("KS405", display, "", str(exc), expected="a regular file",
+                            fix="replace it with the model file")], {}
+        with os.fdopen(descriptor, "rb") as handle:
+            return check(handle, display, scan.policy, scan.dangerous, scan.progress), {}
     if framework != "onnx":
-        return [], {}  # an unknown framework is a schema finding; nothing loads this file
+        # no reader proves this file, so it is refused (the schema reports the framework too),
+        # and the finding says what it really is: the gate alone (no-pickle hook) must refuse it
+        return _not_the_model(scan, relative, head, "a model of an allowed framework") or [
+            Finding(
+                "KS402",
+                display,
+                "",
+                f"is the model of framework {framework[:40]!r}, which policies/artifact_policy.yaml does "
+                "not allow; nothing can prove what it holds",
+                expected=f"a model of one of: {', '.join(sorted(scan.policy['frameworks']))}",
+                fix=_REEXPORT,
+            )
+        ], {}
     expected = "an ONNX model (a protobuf ModelProto)"
     findings = _not_the_model(scan, relative, head, expected)  # a pickle or archive posing as the model
     if findings:
         return findings, {}
     findings, external = _check_onnx(scan, relative, display)
+    if not findings:
+        try:
+            descriptor = open_regular(scan.root / relative)
+        except KernelFileError:
+            descriptor = -1
+        if descriptor >= 0:
+            try:
+                smuggled = _smuggled(descriptor)
+            finally:
+                os.close(descriptor)
+            if smuggled:
+                findings.append(Finding("KS407", display, "", f"is an ONNX model that is also {smuggled}",
+                                        expected=expected, fix=_REEXPORT))
     if findings and findings[0].code == "KS103" and _ZIP in head:
         findings.insert(
             0,
@@ -128,7 +162,14 @@ def _check_onnx(
     import onnx
 
     try:
-        model = onnx.load(str(scan.root / relative), load_external_data=False)
+        # through the descriptor the gate proved is a regular file: a link swapped in since is refused
+        with os.fdopen(open_regular(scan.root / relative), "rb") as handle:
+            if os.fstat(handle.fileno()).st_size >= _PROTOBUF_LIMIT:  # never read a sparse giant
+                raise ValueError("is 2 GiB or larger: protobuf cannot hold it (use external data)")
+            model = onnx.load_model_from_string(handle.read())  # never resolves external data
+    except KernelFileError as exc:
+        return [Finding("KS405", display, "", str(exc), expected="a regular file",
+                        fix="replace it with the model file")], {}
     except Exception as exc:  # protobuf DecodeError and friends
         return [
             Finding(
@@ -169,10 +210,8 @@ def _check_onnx(
         problem = None
         if not allowed:
             problem = "is not allowed: policies/artifact_policy.yaml does not allow ONNX external data"
-        elif location in ("model_metadata.json", relative, "requirements.txt") or location.startswith(
-            "samples/"
-        ):
-            problem = "is a file with another role in the kernel"
+        elif scan.role_of(location) is not None or location.startswith("samples/"):
+            problem = "is a file with another role in the kernel (metadata, model, sample, handler, docs)"
         elif entry is None:
             problem = "is missing from the kernel (or is not a regular file)"
         if problem:
@@ -223,6 +262,42 @@ def check_external_data(scan: _Scan, entry: Entry, ranges: list[tuple[int, int]]
                         fix=fix,
                     )
                 ]
+        smuggled = _smuggled(descriptor)
+        if smuggled:
+            return [
+                Finding(
+                    "KS407",
+                    display,
+                    "",
+                    f"is tensor data that is also {smuggled}: another reader would open it as such",
+                    expected="plain tensor data (numbers), not an archive or a pickle",
+                    fix="do not ship this file; it may be malicious. " + fix,
+                )
+            ]
     finally:
         os.close(descriptor)
     return []
+
+
+#: Bytes of a data file (ONNX model, external data) read to see whether it is also a container.
+_SMUGGLE_HEAD_BYTES = 1024 * 1024
+
+
+def _smuggled(descriptor: int) -> str | None:
+    """What else a data file is, besides what its role reads (a polyglot): a zip archive found
+    from its end record (as ``zipfile``, ``torch.load`` and unzip find one, whatever precedes it),
+    a container or executable at its start, or a pickle at its start that would call a global.
+    Tensor bytes and protobuf are none of these by accident."""
+    import zipfile
+
+    from shim.policy.restricted_pickle import first_global
+
+    with os.fdopen(os.dup(descriptor), "rb") as handle:
+        if zipfile.is_zipfile(handle):
+            return "a zip archive (its end record is at the end of the file)"
+        head = os.pread(descriptor, _SMUGGLE_HEAD_BYTES, 0)
+    kind = describe_head(head[:SNIFF_BYTES])
+    if kind:
+        return kind
+    name = first_global(head, max_pickles=1, deadline=time.monotonic() + 1.0)
+    return f"a pickle that would call {name}" if name else None

@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import pickle
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,9 +47,10 @@ _STORAGE_KEY = re.compile(r"[0-9]{1,12}\Z")
 class PickleRejected(Exception):
     """The pickle references something it may not; ``global_name`` is what the unpickler saw."""
 
-    def __init__(self, message: str, global_name: str | None = None) -> None:
+    def __init__(self, message: str, global_name: str | None = None, over_budget: bool = False) -> None:
         super().__init__(message)
         self.global_name = global_name
+        self.over_budget = over_budget
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,8 @@ class StorageRef:
 class PickleReport:
     """What a restricted parse found. ``rejected`` is set when the parse stopped on a global."""
 
-    globals: list[str] = field(default_factory=list)
+    #: every global the parse met, in order, each once (a dict used as an ordered set)
+    globals: dict[str, None] = field(default_factory=dict)
     storages: dict[str, StorageRef] = field(default_factory=dict)
     #: (storage key, last element index + 1) for every tensor view, to check it fits its storage
     extents: list[tuple[str, int]] = field(default_factory=list)
@@ -80,6 +83,8 @@ class PickleReport:
     trailing: int = 0
     #: record-only mode: the first global the stream calls (REDUCE, NEWOBJ, BUILD...) or completes with
     called: str | None = None
+    #: the parse was stopped by the deadline or the memory limit (``error`` says which)
+    over_budget: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,11 @@ class Rules:
     #: Diagnosis of a refused file: every global resolves to a recording stand-in instead of stopping
     #: the parse, so the report says whether the stream would really *call* one (see ``would_call``).
     record_only: bool = False
+    #: Distinct TorchScript class names one pickle may use (each is a stand-in type).
+    max_torch_classes: int = 10_000
+    #: ``time.monotonic()`` after which the parse stops with an error (None: no deadline). Checked at
+    #: every callback, so a stream of millions of globals cannot outlast the scan's budget.
+    deadline: float | None = None
 
 
 class _Inert:
@@ -136,10 +146,14 @@ class _Unpickler(pickle.Unpickler):
         self.calls += 1
         if self.calls > self.rules.max_calls:
             raise PickleRejected(f"builds more than {self.rules.max_calls:,} objects")
+        deadline = self.rules.deadline
+        if deadline is not None and not self.calls % 1024 and time.monotonic() > deadline:
+            raise PickleRejected("takes longer to parse than the scan's time budget allows", over_budget=True)
 
     def find_class(self, module: str, name: str) -> Any:
+        self._count()
         full = f"{module}.{name}"
-        self.report.globals.append(full)
+        self.report.globals.setdefault(full, None)  # ordered set: a name repeated 1M times is one entry
         if full in self.rules.allowed_globals:
             return self._stand_in(module, name)
         if self.rules.record_only:
@@ -148,6 +162,9 @@ class _Unpickler(pickle.Unpickler):
             self.report.torch_classes.add(full)
             cls = self.classes.get(full)
             if cls is None:
+                if len(self.classes) >= self.rules.max_torch_classes:
+                    limit = self.rules.max_torch_classes
+                    raise PickleRejected(f"uses more than {limit:,} TorchScript classes")
                 cls = self.classes[full] = type("ScriptObject", (_Inert,), {"__slots__": ()})
             return cls
         raise PickleRejected(f"references the global {full}", full)
@@ -247,8 +264,10 @@ def _parse(stream: Any, rules: Rules) -> PickleReport:
     except PickleRejected as exc:
         report.rejected = exc.global_name
         report.error = None if exc.global_name else str(exc)
+        report.over_budget = exc.over_budget
     except MemoryError:
         report.error = "needs more memory than the scan allows"
+        report.over_budget = True
     except Exception as exc:  # the unpickler's own errors on malformed streams: any type
         report.error = f"is not a well-formed pickle ({type(exc).__name__}: {str(exc)[:120]})"
     return report
@@ -264,26 +283,30 @@ def inspect_pickle(data: bytes, rules: Rules) -> PickleReport:
     stream = io.BytesIO(data)
     as_file = _parse(stream, rules)
     report = as_bytes
-    report.globals += [g for g in as_file.globals if g not in report.globals]
+    report.globals.update(as_file.globals)
     report.rejected = report.rejected or as_file.rejected
     report.called = report.called or as_file.called
     report.torch_classes |= as_file.torch_classes
+    if as_file.over_budget and not report.over_budget and not report.rejected:
+        report.error, report.over_budget = as_file.error, True
     if report.rejected:
         report.error = None
-    elif bool(report.error) != bool(as_file.error):
+    elif bool(report.error) != bool(as_file.error) and not report.over_budget:
         report.error = "parses differently from a file than from memory (a FRAME that lies about its length?)"
     report.trailing = len(data) - stream.tell() if not as_file.error else 0
     return report
 
 
-def first_global(data: bytes, max_pickles: int = 64, max_bytes: int = 256 * 1024 * 1024) -> str | None:
+def first_global(
+    data: bytes, max_pickles: int = 64, max_bytes: int = 256 * 1024 * 1024, deadline: float | None = None
+) -> str | None:
     """The first global a pickle in ``data`` would call, or None: what a refused file really is.
 
     Back-to-back pickles are read as a loop of ``pickle.load`` would. A global counts when the
     stream calls it (REDUCE, NEWOBJ, BUILD...) even if the stream breaks right after, or when a
     pickle naming it parses to its end; a text file that happens to start like a GLOBAL opcode
     ("c" at the start of a line) and then breaks does not count, so prose is never reported."""
-    rules = Rules(max_bytes=max_bytes, record_only=True)
+    rules = Rules(max_bytes=max_bytes, record_only=True, deadline=deadline)
     offset = 0
     for _ in range(max_pickles):
         if offset >= len(data):
@@ -292,7 +315,7 @@ def first_global(data: bytes, max_pickles: int = 64, max_bytes: int = 256 * 1024
         if report.called:
             return report.called
         if report.error or report.trailing <= 0:
-            return report.globals[0] if report.globals and not report.error else None
+            return next(iter(report.globals), None) if not report.error else None
         offset = len(data) - report.trailing
     return None
 
@@ -302,9 +325,15 @@ def classify_global(name: str, dangerous: Callable[[str], bool]) -> str:
     return "KS403" if dangerous(name) else "KS404"
 
 
-def rules_for(policy: Mapping[str, Any], *, storages: bool, torch_classes: bool) -> Rules:
+def rules_for(
+    policy: Mapping[str, Any], *, storages: bool, torch_classes: bool, not_after: float | None = None
+) -> Rules:
+    """The rules for one pickle of a model archive: its parse must end within ``max_pickle_seconds``
+    and not after ``not_after`` (the archive's budget for all its pickles together)."""
     scan = policy.get("scan") or {}
+    deadline = time.monotonic() + float(scan.get("max_pickle_seconds", 1.5))
     return Rules(
+        deadline=deadline if not_after is None else min(deadline, not_after),
         allowed_globals=frozenset(policy.get("torchscript_pickle_globals") or ()),
         torch_classes=torch_classes,
         storages=storages,

@@ -28,12 +28,13 @@ the graph JSON is proven here, the contract check reads the signature from it wi
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, BinaryIO
 
 from shim.findings import Finding
 from shim.policy.inventory import display_name
@@ -45,7 +46,7 @@ from shim.policy.restricted_pickle import (
     inspect_pickle,
 )
 from shim.policy.sniff import describe_head
-from shim.policy.zip_layout import LayoutError, check_zip_layout
+from shim.policy.zip_layout import LayoutError, check_member_count, check_zip_layout
 from shim.strict_json import StrictJSONError, loads_strict
 
 _READ_CHUNK = 8 * 1024 * 1024
@@ -178,16 +179,20 @@ class _Archive:
 
 
 def check_torch_export_archive(
-    path: str,
+    source: str | BinaryIO,
     display: str,
     policy: Mapping[str, Any],
     dangerous: Callable[[str], bool],
     progress: Callable[[str], None] = lambda _label: None,
 ) -> list[Finding]:
-    """Every finding for the archive at ``path`` (an empty list means it is exactly torch's layout)."""
+    """Every finding for the archive at ``source`` (a path, or a file the caller opened without
+    following links); an empty list means it is exactly torch's layout."""
     checker = _Archive(display, policy, dangerous)
     try:
-        with open(path, "rb") as handle, zipfile.ZipFile(handle) as archive:
+        with contextlib.ExitStack() as stack:
+            handle = stack.enter_context(open(source, "rb")) if isinstance(source, str) else source
+            check_member_count(handle, policy)
+            archive = stack.enter_context(zipfile.ZipFile(handle))
             members = check_zip_layout(handle, archive, handle.seek(0, 2))
             _check_members(checker, archive, [m.info for m in members], progress)
     except LayoutError as exc:

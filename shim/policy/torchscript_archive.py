@@ -18,11 +18,14 @@ pickle is found.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import struct
+import time
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, BinaryIO
 
 from shim.findings import Finding
 from shim.policy.inventory import display_name
@@ -34,7 +37,7 @@ from shim.policy.restricted_pickle import (
     rules_for,
 )
 from shim.policy.sniff import describe_head
-from shim.policy.zip_layout import LayoutError, check_zip_layout
+from shim.policy.zip_layout import LayoutError, check_member_count, check_zip_layout
 
 _READ_CHUNK = 8 * 1024 * 1024
 _SNIFF_STORAGE_BYTES = 1024 * 1024
@@ -57,6 +60,36 @@ _REQUIRED = ("data.pkl", "constants.pkl")
 LAYOUT_FIX = "re-export the model with torch.jit.save from trusted code; ship no other files inside it"
 
 
+#: Findings of one code listed per archive; the rest are counted in one summary finding, so an
+#: archive of 100,000 stray members or storages costs neither time nor a flood of output.
+MAX_LISTED = 25
+
+
+class _Findings(list):
+    """A list of findings that keeps the first ``MAX_LISTED`` of each code and counts the rest."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: dict[str, int] = {}
+
+    def append(self, finding: Finding) -> None:  # type: ignore[override]
+        count = self.counts[finding.code] = self.counts.get(finding.code, 0) + 1
+        if count <= MAX_LISTED:
+            super().append(finding)
+
+    def full(self, code: str) -> bool:
+        return self.counts.get(code, 0) >= MAX_LISTED
+
+    def summarize(self, display: str) -> list[Finding]:
+        listed = list(self)
+        for code, count in self.counts.items():
+            if count > MAX_LISTED:
+                listed.append(Finding(code, display, "", f"and {count - MAX_LISTED:,} more findings like "
+                                      "the ones above in this archive", expected="exactly torch's layout",
+                                      fix=LAYOUT_FIX))
+        return listed
+
+
 class _Archive:
     """Findings for one archive; ``member`` display names are ``<file>!<member>``."""
 
@@ -64,7 +97,9 @@ class _Archive:
         self.display = display
         self.policy = policy
         self.dangerous = dangerous
-        self.findings: list[Finding] = []
+        self.findings = _Findings()
+        #: when every pickle of the archive must be parsed by (set at the first pickle)
+        self.pickles_not_after: float | None = None
 
     def layout(self, message: str, member: str | None = None) -> None:
         where = f"{self.display}!{display_name(member)}" if member else self.display
@@ -82,7 +117,19 @@ class _Archive:
 
     def pickle_findings(self, member: str, report: PickleReport) -> None:
         where = f"{self.display}!{display_name(member)}"
-        if report.rejected:
+        if report.over_budget:
+            self.findings.append(
+                Finding(
+                    "KS410",
+                    where,
+                    "",
+                    f"pickle {report.error}; the archive is refused",
+                    expected="a pickle as torch.jit.save writes it, parsed within policies/"
+                    "artifact_policy.yaml's scan budget (max_pickle_seconds, memory_bytes)",
+                    fix=LAYOUT_FIX,
+                )
+            )
+        elif report.rejected:
             code = classify_global(report.rejected, self.dangerous)
             self.findings.append(
                 Finding(
@@ -121,16 +168,20 @@ class _Archive:
 
 
 def check_torchscript_archive(
-    path: str,
+    source: str | BinaryIO,
     display: str,
     policy: Mapping[str, Any],
     dangerous: Callable[[str], bool],
     progress: Callable[[str], None] = lambda _label: None,
 ) -> list[Finding]:
-    """Every finding for the archive at ``path`` (an empty list means it is exactly torch's layout)."""
+    """Every finding for the archive at ``source`` (a path, or a file the caller opened without
+    following links); an empty list means it is exactly torch's layout."""
     checker = _Archive(display, policy, dangerous)
     try:
-        with open(path, "rb") as handle, zipfile.ZipFile(handle) as archive:
+        with contextlib.ExitStack() as stack:
+            handle = stack.enter_context(open(source, "rb")) if isinstance(source, str) else source
+            check_member_count(handle, policy)
+            archive = stack.enter_context(zipfile.ZipFile(handle))
             size = handle.seek(0, 2)
             members = check_zip_layout(handle, archive, size)
             _check_members(checker, archive, [m.info for m in members], progress)
@@ -145,6 +196,10 @@ def check_torchscript_archive(
         NotImplementedError,
         RuntimeError,
         zlib.error,
+        struct.error,
+        KeyError,
+        IndexError,
+        OverflowError,
     ) as exc:
         checker.findings.append(
             Finding(
@@ -156,7 +211,7 @@ def check_torchscript_archive(
                 fix=LAYOUT_FIX,
             )
         )
-    return checker.findings
+    return checker.findings.summarize(display)
 
 
 def _check_members(
@@ -189,7 +244,8 @@ def _check_members(
             continue  # pickles: parsed below, once their rules are known
         else:
             checker.layout("is not a member torch.jit.save writes", info.filename)
-            _diagnose_member(checker, archive, info)
+            if not checker.findings.full("KS408"):
+                _diagnose_member(checker, archive, info)
     code_modules = {_module_of(r) for r in by_name if _CODE.match(r)}
     referenced: dict[str, int] = {}
     for relative, info in by_name.items():
@@ -197,11 +253,17 @@ def _check_members(
             continue
         progress(f"{checker.display}!{display_name(info.filename)}")
         folder = _PICKLES.get(relative)
-        rules = rules_for(checker.policy, storages=folder is not None, torch_classes=folder is not None)
-        data = _read_member(checker, archive, info, rules.max_bytes)
+        limit = rules_for(checker.policy, storages=False, torch_classes=False).max_bytes
+        data = _read_member(checker, archive, info, limit)
         if data is None:
             continue
-        report = inspect_pickle(data, rules)
+        # the parse's deadline starts now, after the member was read
+        if checker.pickles_not_after is None:  # all pickles of the archive: twice one pickle's budget
+            scan = checker.policy.get("scan") or {}
+            checker.pickles_not_after = time.monotonic() + 2 * float(scan.get("max_pickle_seconds", 1.5))
+        report = inspect_pickle(data, rules_for(checker.policy, storages=folder is not None,
+                                                torch_classes=folder is not None,
+                                                not_after=checker.pickles_not_after))
         checker.pickle_findings(info.filename, report)
         for name in sorted(report.torch_classes):
             module = name.rsplit(".", 1)[0]
@@ -221,7 +283,8 @@ def _check_members(
 
 def _diagnose_member(checker: _Archive, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
     """Say what a stray member really is: a pickle that would call a global, or a nested archive."""
-    limit = rules_for(checker.policy, storages=False, torch_classes=False).max_bytes
+    rules = rules_for(checker.policy, storages=False, torch_classes=False)
+    limit = rules.max_bytes
     if (
         info.file_size > limit
         or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
@@ -230,7 +293,7 @@ def _diagnose_member(checker: _Archive, archive: zipfile.ZipFile, info: zipfile.
         return
     with archive.open(info) as handle:
         data = handle.read(limit)
-    name = first_global(data, max_bytes=limit)
+    name = first_global(data, max_bytes=limit, deadline=rules.deadline)
     if name:
         code = classify_global(name, checker.dangerous)
         checker.findings.append(
@@ -352,7 +415,7 @@ def _check_storage(checker: _Archive, archive: zipfile.ZipFile, info: zipfile.Zi
             pass
     kind = describe_head(head[:512])
     if kind is None and head[:1] == b"\x80":
-        global_name = first_global(head, max_pickles=1)
+        global_name = first_global(head, max_pickles=1, deadline=time.monotonic() + 1.0)
         kind = f"a pickle importing {global_name}" if global_name else None
     if kind:
         checker.layout(f"storage is really {kind}", info.filename)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import struct
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 _LOCAL = b"PK\x03\x04"
 _DESCRIPTOR = b"PK\x07\x08"
@@ -70,6 +71,25 @@ def _directory_bounds(handle: BinaryIO, file_size: int) -> tuple[int, int]:
     return cd_offset, cd_offset + cd_size
 
 
+def declared_entries(handle: BinaryIO, file_size: int) -> int:
+    """How many members the end record (or its zip64 record) declares, read before any parser
+    builds the central directory: a cap checked here costs nothing however many entries there are.
+    0 when there is no end record at the end (``check_zip_layout`` then says what is wrong)."""
+    if file_size < _END_SIZE:
+        return 0
+    end = _read_at(handle, file_size - _END_SIZE, _END_SIZE)
+    if end[:4] != _END:
+        return 0
+    entries = struct.unpack("<H", end[10:12])[0]
+    if entries == 0xFFFF and file_size >= _END_SIZE + _ZIP64_LOCATOR_SIZE:
+        locator = _read_at(handle, file_size - _END_SIZE - _ZIP64_LOCATOR_SIZE, _ZIP64_LOCATOR_SIZE)
+        if locator[:4] == _ZIP64_LOCATOR:
+            record = _read_at(handle, struct.unpack("<4sLQL", locator)[2], 56)
+            if record[:4] == _ZIP64_END and len(record) == 56:
+                entries = struct.unpack("<Q", record[32:40])[0]
+    return entries
+
+
 def check_zip_layout(handle: BinaryIO, archive: zipfile.ZipFile, file_size: int) -> list[Member]:
     """The members in file order, if the archive holds no byte outside them; else ``LayoutError``."""
     if _read_at(handle, 0, 4) != _LOCAL:
@@ -123,3 +143,18 @@ def _zip64_extra(extra: bytes):
         if tag == 0x0001:
             yield size
         position += 4 + size
+
+
+#: Most members a model archive may have (``scan.max_archive_members``): checked from the end
+#: record before ``zipfile`` parses the central directory. torch writes a few per tensor.
+MAX_MEMBERS = 65_536
+
+
+def check_member_count(handle: BinaryIO, policy: Mapping[str, Any]) -> None:
+    """Refuse an archive declaring more members than the policy allows, before ``zipfile`` builds
+    one object per central-directory entry (100,000 stray members would cost seconds and memory)."""
+    limit = int((policy.get("scan") or {}).get("max_archive_members", MAX_MEMBERS))
+    entries = declared_entries(handle, handle.seek(0, 2))
+    if entries > limit:
+        raise LayoutError(f"has {entries:,} members; at most {limit:,} are allowed "
+                          "(policies/artifact_policy.yaml, scan.max_archive_members)")

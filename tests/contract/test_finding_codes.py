@@ -136,6 +136,14 @@ def symlink(kernel: Path, _scratch: Path) -> None:
     os.symlink("model_metadata.json", kernel / "metadata-link.json")
 
 
+def hard_link_outside(kernel: Path, scratch: Path) -> None:
+    """requirements.txt as a second name of a file outside the kernel (no privilege needed)."""
+    outside = scratch / "outside-secret.txt"
+    outside.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (kernel / "requirements.txt").unlink(missing_ok=True)
+    os.link(outside, kernel / "requirements.txt")
+
+
 def evil_member_in_torchscript(kernel: Path, _scratch: Path) -> None:
     add_zip_member(kernel / "model.pt", "mlp/extra.pkl", malicious_pickle())
 
@@ -307,6 +315,7 @@ CASES = [
     Case("requirements-too-large", IRIS, requirements("# comment\n" * 8000), "KS409", REQ),
     Case("scan-budget", IRIS, slow_scan_budget, "KS410", "."),
     Case("torchscript-corrupt-archive", MLP, corrupt_archive_member, "KS406", "model.pt"),
+    Case("hard-link", IRIS, hard_link_outside, "KS411", REQ),
     # dependency policy
     Case("requirement-unparsable", IRIS, requirements("six==1.16.0\nrequests==\n"), "KS501", REQ,
          "line 2"),

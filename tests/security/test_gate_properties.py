@@ -50,6 +50,10 @@ _PAYLOADS = [
     b"\x00\xff\xfe",
     "caf\u00e9\n".encode(),
     b"I0x1f\n.",
+    b'{"a": 1' + b"0" * 5000 + b"}",  # beyond CPython's int() digit limit (was exit 70)
+    '{"a": 1}'.encode("utf-16"),
+    b'\xef\xbb\xbf{"a": 1}',
+    b'{"a": "\\ud800"}',
 ]
 _NAMES = st.sampled_from(
     [
@@ -75,7 +79,9 @@ _NAMES = st.sampled_from(
 )
 _ENTRY = st.tuples(
     _NAMES,
-    st.sampled_from(["file", "link-environ", "link-passwd", "link-inside", "fifo", "dir"]),
+    st.sampled_from(
+        ["file", "link-environ", "link-passwd", "link-inside", "fifo", "dir", "hardlink-outside"]
+    ),
     st.one_of(st.sampled_from(_PAYLOADS), st.binary(max_size=64)),
 )
 
@@ -99,6 +105,10 @@ def _materialise(kernel: Path, entries: list[tuple[str, str, bytes]]) -> None:
             path.symlink_to("model.onnx")
         elif kind == "fifo":
             os.mkfifo(path)
+        elif kind == "hardlink-outside":  # a second name of a file outside the kernel
+            outside = kernel.parent / f"outside-{len(list(kernel.parent.iterdir()))}"
+            outside.write_text("root:x:0:0:root:/root:/bin/bash\n")
+            os.link(outside, path)
         else:
             path.mkdir()
 
