@@ -19,6 +19,7 @@ from shim.cli.errors import CommandFailed, UsageError
 COMMAND_MODULES: tuple[str, ...] = (
     "shim.cli.validate_cmd",
     "shim.cli.init_cmd",
+    "shim.cli.lineage_cmd",
     "shim.cli.serve_cmd",
     "shim.cli.hook_cmd",
     "shim.cli.image_cmd",

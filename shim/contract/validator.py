@@ -17,6 +17,7 @@ from typing import Any
 
 from shim.contract.handler_check import check_handler
 from shim.contract.kernel import read_metadata, read_metadata_leniently
+from shim.contract.lineage_check import check_lineage
 from shim.contract.model_check import check_model_file, compare_onnx_signature, load_onnx
 from shim.contract.results import ValidationReport
 from shim.findings import Finding
@@ -61,6 +62,8 @@ def validate_kernel(
     if metadata is None or findings:
         return report
     kernel = report.kernel = kernel_from_metadata(root, metadata)
+    report.findings += check_lineage(str(root / METADATA_FILE), metadata,
+                                     policies.dependency["runtime_packages"])
     handler = (kernel.metadata.get("preprocessing") or {}).get("handler")
     if not (handler and gate.blocks(handler)):
         report.findings += check_handler(kernel)
@@ -76,8 +79,8 @@ def validate_kernel(
         if model is not None:
             report.findings += compare_onnx_signature(kernel, model)
         del model
-    if not load_model or report.findings:
-        return report  # nothing from a kernel with any finding is loaded or run
+    if not load_model or report.errors:
+        return report  # nothing from a kernel with any error is loaded or run (warnings do not stop it)
     report.findings += _run_model(kernel_dir=root, policies=policies, device=device,
                                   run_golden_samples=run_golden_samples, report=report)
     return report

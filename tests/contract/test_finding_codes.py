@@ -286,6 +286,15 @@ CASES = [
          "line 2"),
     Case("requirement-extras", IRIS, requirements("requests[socks]==2.32.3\n"), "KS508", REQ,
          "line 1"),
+    # lineage
+    Case("lineage-framework-minor", IRIS, metadata(set_field("lineage", {"environment": {
+        "python": "3.11.9", "frameworks": {"onnxruntime": "0.9.0"}}})), "KS801", META,
+         "$.lineage.environment.frameworks.onnxruntime"),
+    Case("lineage-digest-source", IRIS, metadata(set_field("lineage", {"dataset": {
+        "digest": "sha256:" + "0" * 64, "source": "dvc"}})), "KS802", META, "$.lineage.dataset.digest"),
+    Case("lineage-dirty-code", IRIS, metadata(set_field("lineage", {"code": {
+        "repository": "git@git.example.com:ds/iris.git", "commit": "0" * 40, "dirty": True}})), "KS803",
+         META, "$.lineage.code.dirty"),
 ]
 
 
