@@ -18,8 +18,9 @@ from typing import Any
 from shim.contract.handler_check import check_handler
 from shim.contract.kernel import read_metadata, read_metadata_leniently
 from shim.contract.lineage_check import check_lineage
+from shim.contract.memory_budget import DEFAULT_HEADROOM, check_memory_budget
 from shim.contract.model_check import check_model_file, compare_onnx_signature, load_onnx
-from shim.contract.results import ValidationReport
+from shim.contract.results import MemoryPeak, ValidationReport
 from shim.findings import Finding
 from shim.policy.dependencies import check_requirements
 from shim.policy.gate import Declaration, check_artifacts
@@ -106,7 +107,16 @@ def _run_model(kernel_dir: Path, policies: Policies, device: str, run_golden_sam
             fix="make the handler and model fast and small enough, or raise sample_run in the policy",
         )]
     report.samples_run = int(answer["samples_run"])
-    return [Finding(**{k: v for k, v in f.items() if k != "title"}) for f in answer["findings"]]
+    findings = [Finding(**{k: v for k, v in f.items() if k != "title"}) for f in answer["findings"]]
+    memory = answer.get("memory")
+    if memory:
+        report.memory_peak = MemoryPeak(int(memory["peak_rss_bytes"]), memory["device_peak_bytes"],
+                                        int(memory["batch_size"]))
+        assert report.kernel is not None
+        findings += check_memory_budget(report.kernel, report.memory_peak.rss_bytes,
+                                        report.memory_peak.batch_size,
+                                        float(policies.artifact.get("memory_headroom", DEFAULT_HEADROOM)))
+    return findings
 
 
 def validate_many(paths: list[Path], **options: Any) -> list[ValidationReport]:

@@ -295,6 +295,14 @@ CASES = [
     Case("lineage-dirty-code", IRIS, metadata(set_field("lineage", {"code": {
         "repository": "git@git.example.com:ds/iris.git", "commit": "0" * 40, "dirty": True}})), "KS803",
          META, "$.lineage.code.dirty"),
+    # memory budget
+    Case("memory-below-peak", IRIS, metadata(lambda m: m["resources"].update(memory="64Mi")), "KS841",
+         META, "$.resources.memory"),
+    Case("fails-at-max-batch", IRIS, _handler(
+        "def preprocess(inputs):\n"
+        "    if len(inputs['X']) > 2:\n"
+        "        raise ValueError('this model only takes two rows')\n"
+        "    return inputs\n"), "KS842", SAMPLE, "$.request"),
 ]
 
 
