@@ -23,12 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from shim.contract.samples import load_samples
+from shim.contract.samples import MAX_SAMPLE_BYTES, sample_files
 from shim.findings import Finding
+from shim.kernelfs import KernelFileError, read_regular
 from shim.protocol.codec import Limits, ProtocolError, decode_request
 from shim.spec.kernel import Kernel
 from shim.spec.layout import METADATA_FILE
 from shim.spec.quantity import format_bytes, memory_bytes
+from shim.strict_json import StrictJSONError, loads_strict
 
 DEFAULT_HEADROOM = 1.25
 
@@ -63,15 +65,16 @@ def repeat_rows(arrays: dict[str, np.ndarray], batch_size: int) -> dict[str, np.
 def measure_peak(kernel: Kernel, runtime: Any, device: str) -> tuple[list[Finding], dict[str, Any] | None]:
     """Run one batch of ``max_batch_size`` (or the golden samples' own batch) through ``runtime``
     in this (sandboxed) process and return its peak memory, or a finding when the batch fails."""
-    samples, _ = load_samples(kernel)
-    if not samples:
+    files = sample_files(kernel)
+    if not files:
         return [], None
     specs = {t.name: t for t in kernel.inputs}
     max_batch = kernel.batching.max_batch_size
-    try:
-        decoded = decode_request(samples[0].request, specs, [t.name for t in kernel.outputs], None,
+    try:  # the golden-sample run has read, schema-checked and run this sample already
+        request = loads_strict(read_regular(files[0], MAX_SAMPLE_BYTES))["request"]
+        decoded = decode_request(request, specs, [t.name for t in kernel.outputs], None,
                                  Limits(max_batch_size=max_batch))
-    except ProtocolError:
+    except (KernelFileError, StrictJSONError, ProtocolError, KeyError, TypeError):
         return [], None  # reported by the golden-sample run
     arrays = dict(decoded.inputs)
     batched = max_batch > 0 and all(a.ndim >= 1 and a.shape[0] >= 1 for a in arrays.values())
@@ -82,7 +85,7 @@ def measure_peak(kernel: Kernel, runtime: Any, device: str) -> tuple[list[Findin
             runtime.predict(arrays)
         except Exception as exc:  # MemoryError propagates: the sandbox reports the budget
             return [Finding(
-                "KS842", str(samples[0].path), "$.request",
+                "KS842", str(files[0]), "$.request",
                 f"a batch of {max_batch} rows (the first golden sample's rows repeated) failed: "
                 f"{type(exc).__name__}: {str(exc)[:300]}",
                 expected=f"a model that runs batches of up to batching.max_batch_size ({max_batch}) rows, "

@@ -12,16 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import onnx
-from onnx.external_data_helper import uses_external_data
 
 from shim.contract.signature import tensor_findings
 from shim.findings import Finding
-from shim.policy.onnx_file import iter_tensors
+from shim.onnx_skeleton import load_skeleton
 from shim.spec.datatypes import from_onnx, onnx_type_name
 from shim.spec.kernel import Kernel
 from shim.spec.layout import METADATA_FILE
-
-_ONNX_PROTO_LIMIT = 2**31 - 1
 
 
 def _metadata_file(kernel: Kernel) -> str:
@@ -59,24 +56,25 @@ def check_model_file(kernel: Kernel, artifact_policy: dict[str, Any]) -> list[Fi
 
 
 def load_onnx(kernel: Kernel) -> tuple[onnx.ModelProto | None, list[Finding]]:
-    """Load and fully check the ONNX model. Its external data was proven by the artifact gate
-    (inside the kernel, exactly tensor bytes); a model with any, in the main graph or a subgraph,
-    is checked from its path so the checker resolves the data files next to it."""
+    """Check the ONNX model fully and return its skeleton (the model without tensor values:
+    ``shim.onnx_skeleton``), which is all the contract comparison reads.
+
+    The file is read once here, by the C++ checker from its path (``full_check``: shape inference
+    too; external data, proven by the artifact gate to be inside the kernel and exactly tensor
+    bytes, is resolved next to it). Loading the whole model into Python as well, and serializing it
+    back for the checker, cost seconds per GiB for nothing.
+    """
     path = kernel.model_path
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf DecodeError and friends
+        model = load_skeleton(path)
+    except Exception as exc:  # protobuf DecodeError, a malformed wire format
         return None, [Finding(
             "KS103", str(path), "", f"is not a readable ONNX model: {str(exc)[:300]}",
             expected="an ONNX ModelProto (torch.onnx.export, skl2onnx, onnx.save)",
             fix="re-export the model; the file may be truncated or not ONNX",
         )]
     try:
-        has_external = any(uses_external_data(t) for t in iter_tensors(model))
-        if has_external or model.ByteSize() > _ONNX_PROTO_LIMIT:
-            onnx.checker.check_model(str(path), full_check=True)
-        else:
-            onnx.checker.check_model(model, full_check=True)
+        onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:
         return None, [Finding(
             "KS103", str(path), "", f"fails onnx.checker: {str(exc).strip()[:500]}",
