@@ -56,13 +56,14 @@ def batch_hungry_kernel(directory: Path, max_batch_size: int, memory: str) -> Pa
 
 
 def test_peak_grows_with_max_batch_size(tmp_path: Path) -> None:
-    """The measured figure really is the max_batch_size run: 256 rows of 4 MiB cost ~1 GiB more."""
+    """The measured figure really is the max_batch_size run: 128 rows of 4 MiB cost ~512 MiB more
+    (at least half of that is asserted: a machine short of memory may page some of it out)."""
     small = validate_kernel(batch_hungry_kernel(tmp_path / "one", 1, "8Gi"))
-    large = validate_kernel(batch_hungry_kernel(tmp_path / "many", 256, "8Gi"))
+    large = validate_kernel(batch_hungry_kernel(tmp_path / "many", 128, "8Gi"))
     assert small.ok and large.ok, [f.render() for f in small.findings + large.findings]
-    assert (small.memory_peak.batch_size, large.memory_peak.batch_size) == (1, 256)
+    assert (small.memory_peak.batch_size, large.memory_peak.batch_size) == (1, 128)
     grown = large.memory_peak.rss_bytes - small.memory_peak.rss_bytes
-    assert grown > 0.8 * 256 * ROW_MIB * 2**20, grown
+    assert grown > 0.5 * 128 * ROW_MIB * 2**20, (small.memory_peak, large.memory_peak)
     assert small.memory_peak.device_bytes is None  # CPU: no device memory
 
 
