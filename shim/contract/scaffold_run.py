@@ -104,12 +104,21 @@ def _tensor(name: str, array: np.ndarray) -> dict[str, Any]:
             "shape": list(array.shape), "data": json_data(array)}
 
 
-def _torchscript_call(kernel: Kernel, arrays: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    """A TorchScript module declares no outputs: call it and describe what it returns."""
+def _torchscript_module(kernel: Kernel) -> Any:
+    import warnings
+
     from shim.runtimes.torchscript_runtime import import_torch
 
     torch = import_torch()
-    module = torch.jit.load(str(kernel.model_path), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(kernel.model_path), map_location="cpu")
+
+
+def _torchscript_call(kernel: Kernel, module: Any, arrays: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """A TorchScript module declares no outputs: call it and describe what it returns."""
+    import torch
+
     with torch.inference_mode():
         result = module(*(torch.from_numpy(arrays[s.name]) for s in kernel.inputs))
     values = list(result.values()) if isinstance(result, dict) else (
@@ -156,6 +165,12 @@ def run_in_child(payload: dict[str, Any], progress: Callable[[str], None]) -> di
     first_error: str | None = None
     non_finite: dict[str, Any] | None = None
     runtime = None
+    module = None
+    if kernel.framework == "torchscript":
+        try:
+            module = _torchscript_module(kernel)
+        except Exception as exc:  # the model does not load: its failure, reported as such
+            return {"ok": False, "stage": "load", "error": _describe_error(exc)}
     try:
         for attempt in range(attempts):
             if supplied is not None:
@@ -164,7 +179,7 @@ def run_in_child(payload: dict[str, Any], progress: Callable[[str], None]) -> di
                 arrays = generate_inputs(specs, attempt, payload.get("hints") or {})
             try:
                 if runtime is None and kernel.framework == "torchscript":
-                    outputs = _torchscript_call(kernel, arrays)
+                    outputs = _torchscript_call(kernel, module, arrays)
                     metadata = dict(metadata, outputs=outputs)
                     kernel = kernel_from_metadata(root, metadata)
                     runtime = load_runtime(kernel, device="cpu")

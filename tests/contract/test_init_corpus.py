@@ -174,3 +174,11 @@ def test_initialised_kernel_serves_its_golden_request(name: str, corpus, kernels
         want = np.array([float(v) for v in expected["data"]], dtype=np.float64)
         have = np.array([np.nan if v is None else v for v in got["data"]], dtype=np.float64)
         assert np.allclose(have, want, rtol=1e-4, atol=1e-5, equal_nan=True), (have, want)
+
+
+def test_unloadable_torchscript_is_the_models_failure(kernels, tmp_path: Path, capsys) -> None:
+    model = tmp_path / "broken.pt"
+    model.write_bytes(b"PK\x03\x04 not really a TorchScript archive")
+    code, output = shim(capsys, "init", "broken", "--model", model, "--dir", kernels / "broken-pt",
+                        "--input", "x:FP32:-1x4")
+    assert code == 1 and "the model cannot be loaded" in output, output
