@@ -6,13 +6,14 @@ Ops size pods from ``resources.memory``; nothing checked it, so a kernel declari
 (``shim.contract.model_run``) therefore also runs one batch as large as the server may merge
 (``batching.max_batch_size``; without batching, the golden samples' own batch), built by repeating
 the rows of the first golden sample, and reads the child process's peak resident set
-(``getrusage(RUSAGE_SELF).ru_maxrss``, the kernel's high-water mark, so a short spike inside the
-runtime counts too). That figure includes the Python interpreter and the runtime libraries
-(onnxruntime, torch) besides the model and the batch, which is exactly what a serving replica holds,
-so comparing it with the pod limit is fair; the policy's ``memory_headroom`` (default 1.25) covers
-what the sample run does not do (request decoding, concurrent requests, allocator fragmentation).
-On a GPU, the device peak is torch's ``max_memory_reserved``; onnxruntime's CUDA provider exposes no
-peak, so it is reported as unknown (None) there.
+(``VmHWM`` from /proc/self/status, the kernel's high-water mark of the child's address space, so
+a short spike inside the runtime counts too). That figure includes the Python interpreter and the
+runtime libraries (onnxruntime, torch) besides the model and the batch, which is exactly what a
+serving replica holds, so comparing it with the pod limit is fair; the policy's
+``memory_headroom`` (default 1.25) covers what the sample run does not do (request decoding,
+concurrent requests, allocator fragmentation). On a GPU, the device peak is torch's
+``max_memory_reserved``; onnxruntime's CUDA provider exposes no peak, so it is reported as
+unknown (None) there.
 """
 
 from __future__ import annotations
@@ -36,8 +37,21 @@ DEFAULT_HEADROOM = 1.25
 
 
 def _peak_rss_bytes() -> int:
-    # Linux reports ru_maxrss in KiB (macOS in bytes; the validator's child runs on Linux).
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """This process's peak resident set since it started its program.
+
+    Linux: ``VmHWM`` of /proc/self/status, the high-water mark of this address space. Not
+    ``ru_maxrss``: Linux carries that over ``fork``/``vfork`` and ``execve``, so a child spawned by
+    a parent holding 400 MiB (a test process that imported torch) would report at least 400 MiB
+    whatever the model needs.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # "VmHWM:   123456 kB"
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # macOS: bytes; elsewhere KiB
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024
 
 

@@ -67,6 +67,15 @@ def test_peak_grows_with_max_batch_size(tmp_path: Path) -> None:
     assert small.memory_peak.device_bytes is None  # CPU: no device memory
 
 
+def test_the_parents_memory_does_not_count(kernel_copy) -> None:
+    """The child's own peak: a validating process holding 600 MiB (a test run that imported torch,
+    a hook validating many kernels) does not inflate it (Linux carries ru_maxrss over a spawn)."""
+    ballast = np.ones(600 * 2**20 // 8)  # touched: resident
+    report = validate_kernel(kernel_copy("iris-classifier"))
+    assert report.ok and report.memory_peak.rss_bytes < 400 * 2**20, report.memory_peak
+    del ballast
+
+
 def test_declared_memory_below_peak_names_the_figure(run_shim, tmp_path: Path) -> None:
     kernel = batch_hungry_kernel(tmp_path / "k", 256, "64Mi")
     result = run_shim("validate", "--format", "json", kernel)
