@@ -93,7 +93,19 @@ CODES: dict[str, str] = {
     "KS723": "reference data request is not a valid v2 request for the contract",
     "KS724": "model failed on the reference data",
     "KS725": "profile would exceed its size cap",
+    # lineage (the optional `lineage` block: dataset, training code, environment, evaluation)
+    "KS801": "training framework version differs from the runtime image (major.minor)",
+    "KS802": "lineage record is inconsistent",
+    "KS803": "training code had uncommitted changes when the model was exported",
+    # memory budget (resources.memory against the peak measured at max_batch_size)
+    "KS841": "declared memory is below the measured peak times the policy headroom",
+    "KS842": "the model fails on a batch of max_batch_size",
 }
+
+#: How much a finding counts: an ``error`` fails validation; a ``warning`` is printed and fails only
+#: under ``--strict`` (a difference worth a look that is not always wrong, like a training framework
+#: one minor version away from the runtime image's).
+SEVERITIES = ("error", "warning")
 
 
 #: Longest text of each field of a finding.
@@ -130,10 +142,13 @@ class Finding:
     message: str
     expected: str = ""
     fix: str = ""
+    severity: str = "error"
 
     def __post_init__(self) -> None:
         if self.code not in CODES:
             raise ValueError(f"unregistered finding code {self.code!r}")
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"unknown finding severity {self.severity!r}")
         # Findings echo kernel values (a requirement line, a schema error's instance); none is shown
         # at length, whatever check made it.
         for name, limit in _LIMITS.items():
@@ -141,6 +156,14 @@ class Finding:
             object.__setattr__(self, name, value)
             if len(value) > limit:
                 object.__setattr__(self, name, value[: limit - 30] + f"... ({len(value):,} characters)")
+
+    @property
+    def is_warning(self) -> bool:
+        return self.severity == "warning"
+
+    def counts(self, strict: bool = False) -> bool:
+        """Whether this finding fails validation: every error; a warning only under ``--strict``."""
+        return strict or not self.is_warning
 
     @property
     def title(self) -> str:
@@ -154,7 +177,8 @@ class Finding:
     def render(self) -> str:
         """One human-readable block: location and code first, then what and how to fix."""
         where = f"{self.file}:{self.path}" if self.path else self.file
-        lines = [f"{where}: {self.code} {self.message}"]
+        marker = "warning: " if self.is_warning else ""
+        lines = [f"{where}: {self.code} {marker}{self.message}"]
         if self.expected:
             lines.append(f"    expected: {self.expected}")
         if self.fix:

@@ -1,6 +1,7 @@
 """Imports inside ``shim`` point down only (the layering in DEVELOPERS' brief and README):
 
-    spec (+ the leaf modules findings, strict_json, kernelfs, resources, sandbox)
+    spec (+ the leaf modules findings, strict_json, kernelfs, resources, sandbox, lineage,
+    onnx_skeleton)
       <- protocol <- runtimes <- policy <- contract <- hooks | images | iac <- server | deploy <- cli
 
 ``deploy`` composes contract, images and iac (validate, build, push, plan, gate, apply), so it sits
@@ -19,7 +20,8 @@ from pathlib import Path
 import pytest
 
 SHIM = Path(__file__).resolve().parents[1] / "shim"
-LEAVES = {"__init__", "findings", "strict_json", "kernelfs", "resources", "sandbox", "spec"}
+LEAVES = {"__init__", "findings", "strict_json", "kernelfs", "resources", "sandbox", "spec", "lineage",
+          "onnx_skeleton"}
 LAYERS = [LEAVES, {"protocol"}, {"runtimes"}, {"policy"}, {"contract"}, {"hooks", "images", "iac"},
           {"server", "deploy"}, {"cli"}]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

@@ -2,7 +2,8 @@
 
 pre-commit passes the staged files; each is mapped to its kernel (the nearest directory above it
 holding model_metadata.json, within the repository) and every affected kernel is checked once.
-Findings are printed as text (pre-commit shows them when the hook fails); exit 1 on findings.
+Findings are printed as text (pre-commit shows them when the hook fails); exit 1 on errors, and on
+warnings too with ``--strict`` (add it to the hook's ``args`` in .pre-commit-config.yaml).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         check.add_argument("--policy-dir", type=Path,
                            help="directory whose policy files replace the shipped ones")
         check.add_argument("--no-cache", action="store_true", help="re-run the checks even if cached")
+        check.add_argument("--strict", action="store_true",
+                           help="warnings fail the hook too, not only errors")
         check.set_defaults(handler=run)
 
 
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         reports = run_checks(args.check, roots, args.policy_dir, cache)
     except PolicyError as exc:
         raise UsageError(str(exc)) from None
-    print(render_text(reports))
+    print(render_text(reports, strict=args.strict))
     cached = sum(1 for r in reports if r.cached)
     if cached:
         print(f"kernelshim: {cached} of {len(reports)} kernel result(s) served from cache "
@@ -61,4 +64,4 @@ def run(args: argparse.Namespace) -> int:
     if cache.warning:
         print(f"kernelshim: warning: {cache.warning}; results are not cached", file=sys.stderr)
     sys.stdout.flush()
-    return 0 if all(r.ok for r in reports) else 1
+    return 0 if all(r.passes(args.strict) for r in reports) else 1

@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "shim.cli.validate_cmd",
     "shim.cli.profile_cmd",
     "shim.cli.init_cmd",
+    "shim.cli.lineage_cmd",
     "shim.cli.serve_cmd",
     "shim.cli.hook_cmd",
     "shim.cli.image_cmd",

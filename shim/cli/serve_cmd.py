@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
         for finding in report.findings:
             print(finding.render(), file=sys.stderr)
         raise CommandFailed(
-            f"refusing to serve {args.kernel}: {len(report.findings)} contract finding(s), first: "
-            f"{report.findings[0].code} {report.findings[0].message}"
+            f"refusing to serve {args.kernel}: {len(report.errors)} contract error(s), first: "
+            f"{report.errors[0].code} {report.errors[0].message}"
         )
     try:
         kernel = apply_deployment(report.kernel, settings)

@@ -13,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "validate",
         help="check kernels against the contract and policies",
-        description="Check kernel directories. Exit 0: clean; 1: findings; 2: usage error.",
+        description="Check kernel directories. Exit 0: no errors (warnings are printed); 1: errors, or "
+        "warnings under --strict; 2: usage error.",
     )
     parser.add_argument("kernels", nargs="+", type=Path, metavar="KERNEL_DIR")
     parser.add_argument("--format", choices=("text", "json", "github"), default="text")
@@ -21,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--policy-dir", type=Path,
                         help="directory whose policy files replace the shipped ones")
     parser.add_argument("--skip-samples", action="store_true", help="do not run the golden samples")
+    parser.add_argument("--strict", action="store_true",
+                        help="warnings fail too (exit 1), not only errors")
     parser.set_defaults(handler=run)
 
 
@@ -40,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
         validate_kernel(path, policies=policies, run_golden_samples=not args.skip_samples)
         for path in args.kernels
     ]
-    print(RENDERERS[args.format](reports))
+    print(RENDERERS[args.format](reports, strict=args.strict))
     if args.junit:
-        args.junit.write_text(render_junit(reports), encoding="utf-8")
+        args.junit.write_text(render_junit(reports, strict=args.strict), encoding="utf-8")
     sys.stdout.flush()
-    return 0 if all(r.ok for r in reports) else 1
+    return 0 if all(r.passes(args.strict) for r in reports) else 1

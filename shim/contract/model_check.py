@@ -7,20 +7,18 @@ no typed signature; its forward() arity is checked here and its types by the gol
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import onnx
-from onnx.external_data_helper import uses_external_data
 
 from shim.contract.signature import tensor_findings
 from shim.findings import Finding
-from shim.policy.onnx_file import iter_tensors
+from shim.onnx_skeleton import load_skeleton
 from shim.spec.datatypes import from_onnx, onnx_type_name
 from shim.spec.kernel import Kernel
 from shim.spec.layout import METADATA_FILE
-
-_ONNX_PROTO_LIMIT = 2**31 - 1
 
 
 def _metadata_file(kernel: Kernel) -> str:
@@ -58,24 +56,25 @@ def check_model_file(kernel: Kernel, artifact_policy: dict[str, Any]) -> list[Fi
 
 
 def load_onnx(kernel: Kernel) -> tuple[onnx.ModelProto | None, list[Finding]]:
-    """Load and fully check the ONNX model. Its external data was proven by the artifact gate
-    (inside the kernel, exactly tensor bytes); a model with any, in the main graph or a subgraph,
-    is checked from its path so the checker resolves the data files next to it."""
+    """Check the ONNX model fully and return its skeleton (the model without tensor values:
+    ``shim.onnx_skeleton``), which is all the contract comparison reads.
+
+    The file is read once here, by the C++ checker from its path (``full_check``: shape inference
+    too; external data, proven by the artifact gate to be inside the kernel and exactly tensor
+    bytes, is resolved next to it). Loading the whole model into Python as well, and serializing it
+    back for the checker, cost seconds per GiB for nothing.
+    """
     path = kernel.model_path
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf DecodeError and friends
+        model = load_skeleton(path)
+    except Exception as exc:  # protobuf DecodeError, a malformed wire format
         return None, [Finding(
             "KS103", str(path), "", f"is not a readable ONNX model: {str(exc)[:300]}",
             expected="an ONNX ModelProto (torch.onnx.export, skl2onnx, onnx.save)",
             fix="re-export the model; the file may be truncated or not ONNX",
         )]
     try:
-        has_external = any(uses_external_data(t) for t in iter_tensors(model))
-        if has_external or model.ByteSize() > _ONNX_PROTO_LIMIT:
-            onnx.checker.check_model(str(path), full_check=True)
-        else:
-            onnx.checker.check_model(model, full_check=True)
+        onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:
         return None, [Finding(
             "KS103", str(path), "", f"fails onnx.checker: {str(exc).strip()[:500]}",
@@ -85,20 +84,40 @@ def load_onnx(kernel: Kernel) -> tuple[onnx.ModelProto | None, list[Finding]]:
     return model, []
 
 
-def _graph_tensors(model: onnx.ModelProto, which: str) -> dict[str, tuple[int, list[int | None]]]:
+def _graph_tensors(model: onnx.ModelProto, which: str) -> dict[str, tuple[int, list[int | None] | None]]:
+    """name -> (element type, dimensions); dimensions None when the graph declares no shape, element
+    type 0 for a value that is not a tensor (a ZipMap's sequence of maps)."""
     graph = model.graph
     initializers = {t.name for t in graph.initializer}
     values = graph.input if which == "inputs" else graph.output
-    tensors = {}
+    tensors: dict[str, tuple[int, list[int | None] | None]] = {}
     for value in values:
         if which == "inputs" and value.name in initializers:
             continue
+        if value.type.WhichOneof("value") != "tensor_type":
+            tensors[value.name] = (0, None)
+            continue
         tensor_type = value.type.tensor_type
+        if not tensor_type.HasField("shape"):
+            tensors[value.name] = (tensor_type.elem_type, None)
+            continue
         dims: list[int | None] = []
         for dim in tensor_type.shape.dim:
             dims.append(dim.dim_value if dim.HasField("dim_value") else None)
         tensors[value.name] = (tensor_type.elem_type, dims)
     return tensors
+
+
+#: Output shape findings the graph's declaration alone cannot make errors: onnxruntime does not
+#: enforce declared output shapes (exporters do write wrong ones), so what the model really
+#: returns, checked on every golden sample, decides; a contradicting declaration is a warning.
+_OUTPUT_SHAPE_CODES = {"KS204", "KS205", "KS207"}
+
+
+def _as_declaration_warning(finding: Finding) -> Finding:
+    return replace(finding, severity="warning",
+                   message=f"{finding.message} (the graph's declared output shape; the golden samples "
+                   "check the shape the model really returns)")
 
 
 def compare_onnx_signature(kernel: Kernel, model: onnx.ModelProto) -> list[Finding]:
@@ -120,10 +139,24 @@ def compare_onnx_signature(kernel: Kernel, model: onnx.ModelProto) -> list[Findi
             elem_type, dims = graph[spec.name]
             graph_type, native = from_onnx(elem_type), onnx_type_name(elem_type)
             actual = graph_type.name if graph_type else native
-            findings += tensor_findings(file, where, spec, actual, dims, native_type=native)
+            found = tensor_findings(file, where, spec, actual, dims if dims is not None else spec.shape,
+                                    native_type=native)
+            if group == "outputs":
+                found = [_as_declaration_warning(f) if f.code in _OUTPUT_SHAPE_CODES else f for f in found]
+            findings += found
         declared = {s.name for s in specs}
         for name in graph:
-            if name not in declared:
+            if name not in declared and group == "outputs" and graph[name][0] == 0:
+                findings.append(Finding(
+                    "KS202", file, "$.outputs",
+                    f"the model has output {name!r}, which is not a tensor (a sequence or map, as a "
+                    "ZipMap returns) and cannot be carried by the v2 protocol; it is not served",
+                    expected="tensor outputs only",
+                    fix="re-export without it (skl2onnx: options={id(model): {'zipmap': False}}) to serve "
+                    "it as a tensor; the other outputs are served as they are",
+                    severity="warning",
+                ))
+            elif name not in declared:
                 findings.append(Finding(
                     "KS202", file, f"$.{group}",
                     f"the model has {group[:-1]} {name!r}, which the contract does not declare",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shim.contract.kernel import read_kernel
+from shim.contract.memory_budget import measure_peak
 from shim.contract.model_check import check_torchscript_signature
 from shim.contract.samples import load_samples, run_samples
 from shim.findings import Finding
@@ -81,14 +82,25 @@ def golden_sample_findings(
 
 
 def check_model_run(kernel: Kernel, device: str, run_golden_samples: bool,
-                    progress: Callable[[str], None] = lambda _label: None) -> tuple[list[Finding], int]:
-    """Findings of loading and running the kernel's model, and how many samples ran."""
+                    progress: Callable[[str], None] = lambda _label: None,
+                    memory: dict[str, Any] | None = None) -> tuple[list[Finding], int]:
+    """Findings of loading and running the kernel's model, and how many samples ran. When the
+    samples pass and ``memory`` is given, one batch of max_batch_size also runs and ``memory`` gets
+    its peak (``shim.contract.memory_budget``)."""
     try:
         runtime = load_as_served(kernel, device, handler=run_golden_samples, progress=progress)
     except ModelRunFailure as exc:
         return exc.findings, 0
     try:
-        return golden_sample_findings(kernel, runtime, progress) if run_golden_samples else ([], 0)
+        if not run_golden_samples:
+            return [], 0
+        findings, samples_run = golden_sample_findings(kernel, runtime, progress)
+        if memory is not None and not findings:
+            progress(f"{kernel.root} (a batch of max_batch_size)")
+            batch_findings, peak = measure_peak(kernel, runtime, device)
+            findings += batch_findings
+            memory.update(peak or {})
+        return findings, samples_run
     finally:
         runtime.close()
 
@@ -96,7 +108,9 @@ def check_model_run(kernel: Kernel, device: str, run_golden_samples: bool,
 def run_in_child(payload: dict[str, Any], progress: Callable[[str], None]) -> dict[str, Any]:
     """``check_model_run`` as the sandboxed child runs it."""
     kernel = read_kernel(Path(payload["root"]))
+    memory: dict[str, Any] = {}
     findings, samples_run = check_model_run(
-        kernel, payload["device"], payload["run_golden_samples"], progress
+        kernel, payload["device"], payload["run_golden_samples"], progress, memory
     )
-    return {"findings": [f.to_dict() for f in findings], "samples_run": samples_run}
+    return {"findings": [f.to_dict() for f in findings], "samples_run": samples_run,
+            "memory": memory or None}

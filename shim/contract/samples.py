@@ -84,7 +84,30 @@ def _expected_array(entry: dict[str, Any], kernel: Kernel) -> np.ndarray:
             f"{spec.datatype.name}"
         )
     loose = TensorSpec(spec.name, spec.datatype, tuple(-1 for _ in entry["shape"]), True)
+    if spec.datatype.is_float and _holds_non_finite(entry.get("data")):
+        if not spec.allow_non_finite:
+            raise ProtocolError(
+                f"expected output {spec.name!r} holds \"NaN\"/\"Infinity\" values but the contract's output "
+                "does not set allow_non_finite"
+            )
+        entry = {**entry, "data": _non_finite_to_float(entry["data"])}
     return decode_tensor(entry, loose, None, Limits())
+
+
+#: JSON has no literal for these; the golden sample schema writes them as strings.
+_NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+def _holds_non_finite(data: Any) -> bool:
+    if isinstance(data, list):
+        return any(_holds_non_finite(item) for item in data)
+    return isinstance(data, str) and data in _NON_FINITE
+
+
+def _non_finite_to_float(data: Any) -> Any:
+    if isinstance(data, list):
+        return [_non_finite_to_float(item) for item in data]
+    return _NON_FINITE.get(data, data) if isinstance(data, str) else data
 
 
 def _as_bytes(item: Any) -> Any:
@@ -150,7 +173,10 @@ def compare_outputs(sample: GoldenSample, actual: dict[str, np.ndarray], kernel:
         exp64 = expected.astype(np.float64)
         diff = np.abs(got64 - exp64)
         allowed = sample.tolerance.atol + sample.tolerance.rtol * np.abs(exp64)
-        bad = ~(diff <= allowed)
+        # NaN matches NaN and an infinity the same infinity (only where the contract allows them:
+        # an expected NaN in an output without allow_non_finite was refused above)
+        same_non_finite = (np.isnan(got64) & np.isnan(exp64)) | (np.isinf(exp64) & (got64 == exp64))
+        bad = ~(diff <= allowed) & ~same_non_finite
         if bad.any():
             worst = int(np.argmax(np.where(bad, diff, -1).ravel()))
             findings.append(Finding(

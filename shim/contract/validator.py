@@ -17,9 +17,11 @@ from typing import Any
 
 from shim.contract.handler_check import check_handler
 from shim.contract.kernel import read_metadata, read_metadata_leniently
+from shim.contract.lineage_check import check_lineage
+from shim.contract.memory_budget import DEFAULT_HEADROOM, check_memory_budget
 from shim.contract.model_check import check_model_file, compare_onnx_signature, load_onnx
 from shim.contract.profile_check import check_profile, profile_cap
-from shim.contract.results import ValidationReport
+from shim.contract.results import MemoryPeak, ValidationReport
 from shim.findings import Finding
 from shim.policy.dependencies import check_requirements
 from shim.policy.gate import Declaration, check_artifacts
@@ -62,6 +64,8 @@ def validate_kernel(
     if metadata is None or findings:
         return report
     kernel = report.kernel = kernel_from_metadata(root, metadata)
+    report.findings += check_lineage(str(root / METADATA_FILE), metadata,
+                                     policies.dependency["runtime_packages"])
     handler = (kernel.metadata.get("preprocessing") or {}).get("handler")
     if not (handler and gate.blocks(handler)):
         report.findings += check_handler(kernel)
@@ -85,8 +89,8 @@ def validate_kernel(
 
         depth = int(policies.artifact["role_limits"]["json_depth"])
         report.findings += check_torch_export_signature(kernel, depth)
-    if not load_model or report.findings:
-        return report  # nothing from a kernel with any finding is loaded or run
+    if not load_model or report.errors:
+        return report  # nothing from a kernel with any error is loaded or run (warnings do not stop it)
     report.findings += _run_model(kernel_dir=root, policies=policies, device=device,
                                   run_golden_samples=run_golden_samples, report=report)
     return report
@@ -112,7 +116,16 @@ def _run_model(kernel_dir: Path, policies: Policies, device: str, run_golden_sam
             fix="make the handler and model fast and small enough, or raise sample_run in the policy",
         )]
     report.samples_run = int(answer["samples_run"])
-    return [Finding(**{k: v for k, v in f.items() if k != "title"}) for f in answer["findings"]]
+    findings = [Finding(**{k: v for k, v in f.items() if k != "title"}) for f in answer["findings"]]
+    memory = answer.get("memory")
+    if memory:
+        report.memory_peak = MemoryPeak(int(memory["peak_rss_bytes"]), memory["device_peak_bytes"],
+                                        int(memory["batch_size"]))
+        assert report.kernel is not None
+        findings += check_memory_budget(report.kernel, report.memory_peak.rss_bytes,
+                                        report.memory_peak.batch_size,
+                                        float(policies.artifact.get("memory_headroom", DEFAULT_HEADROOM)))
+    return findings
 
 
 def validate_many(paths: list[Path], **options: Any) -> list[ValidationReport]:

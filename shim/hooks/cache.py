@@ -39,7 +39,7 @@ NO_CACHE_ENV = "KERNELSHIM_NO_CACHE"
 #: Files changed less than this long before they were hashed are re-hashed next time (coarse clocks).
 RACY_WINDOW_NS = 2_000_000_000
 _CHUNK = 1024 * 1024
-_FORMAT = 1
+_FORMAT = 2  # 2: findings carry a severity
 #: The packages whose code decides a check's result; a change to any of them invalidates the cache.
 _CODE_PACKAGES = ("spec", "contract", "policy", "protocol", "runtimes", "hooks")
 _LIBRARIES = ("numpy", "onnx", "onnxruntime", "torch", "jsonschema", "packaging", "pyyaml")
@@ -308,7 +308,7 @@ class ResultCache:
             return
         entries = [
             {"code": f.code, "file": f.file, "path": f.path, "message": f.message, "expected": f.expected,
-             "fix": f.fix}
+             "fix": f.fix, "severity": f.severity}
             for f in findings
         ]
         try:

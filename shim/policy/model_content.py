@@ -159,14 +159,15 @@ def _not_the_model(scan: _Scan, relative: str, head: bytes, expected: str) -> li
 def _check_onnx(
     scan: _Scan, relative: str, display: str
 ) -> tuple[list[Finding], dict[str, list[tuple[int, int]]]]:
-    import onnx
+    from shim.onnx_skeleton import load_skeleton
 
     try:
-        # through the descriptor the gate proved is a regular file: a link swapped in since is refused
+        # through the descriptor the gate proved is a regular file: a link swapped in since is
+        # refused; structure and external-data references only, never the tensor values
         with os.fdopen(open_regular(scan.root / relative), "rb") as handle:
             if os.fstat(handle.fileno()).st_size >= _PROTOBUF_LIMIT:  # never read a sparse giant
                 raise ValueError("is 2 GiB or larger: protobuf cannot hold it (use external data)")
-            model = onnx.load_model_from_string(handle.read())  # never resolves external data
+            model = load_skeleton(handle)
     except KernelFileError as exc:
         return [Finding("KS405", display, "", str(exc), expected="a regular file",
                         fix="replace it with the model file")], {}

@@ -359,6 +359,23 @@ CASES = [
          "$.monitoring.tests.stem_length"),
     Case("monitoring-expected-output", IRIS, monitoring("expected", {"accuracy": 0.9, "output": "nope"}),
          "KS710", META, "$.monitoring.expected.output"),
+    # lineage
+    Case("lineage-framework-minor", IRIS, metadata(set_field("lineage", {"environment": {
+        "python": "3.11.9", "frameworks": {"onnxruntime": "0.9.0"}}})), "KS801", META,
+         "$.lineage.environment.frameworks.onnxruntime"),
+    Case("lineage-digest-source", IRIS, metadata(set_field("lineage", {"dataset": {
+        "digest": "sha256:" + "0" * 64, "source": "dvc"}})), "KS802", META, "$.lineage.dataset.digest"),
+    Case("lineage-dirty-code", IRIS, metadata(set_field("lineage", {"code": {
+        "repository": "git@git.example.com:ds/iris.git", "commit": "0" * 40, "dirty": True}})), "KS803",
+         META, "$.lineage.code.dirty"),
+    # memory budget
+    Case("memory-below-peak", IRIS, metadata(lambda m: m["resources"].update(memory="64Mi")), "KS841",
+         META, "$.resources.memory"),
+    Case("fails-at-max-batch", IRIS, _handler(
+        "def preprocess(inputs):\n"
+        "    if len(inputs['X']) > 2:\n"
+        "        raise ValueError('this model only takes two rows')\n"
+        "    return inputs\n"), "KS842", SAMPLE, "$.request"),
 ]
 
 
