@@ -37,7 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,12 +79,16 @@ def scrubbed_environment(home: str) -> dict[str, str]:
     return env
 
 
-def run_isolated(target: str, payload: dict[str, Any], budget: Budget) -> Any:
+def run_isolated(target: str, payload: dict[str, Any], budget: Budget,
+                 writable: Sequence[Path | str] = ()) -> Any:
     """``target`` ("module:function") called as ``function(payload, progress)`` in a child process;
-    returns its JSON-able result or raises ``SandboxFailure``."""
+    returns its JSON-able result or raises ``SandboxFailure``. ``writable`` names directories the
+    parent made for the child's bulk results (arrays too large for the JSON answer): they stay
+    writable when everything else is made read-only."""
     home = tempfile.mkdtemp(prefix="kernelshim-sandbox-")
     read_end, write_end = os.pipe()
-    request = json.dumps({"target": target, "payload": payload, "budget": budget.__dict__}).encode()
+    request = json.dumps({"target": target, "payload": payload, "budget": budget.__dict__,
+                          "writable": [os.path.realpath(path) for path in writable]}).encode()
     try:
         try:
             process = subprocess.Popen(
@@ -211,8 +215,10 @@ _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
 _MOUNT_OPTION_FLAGS = {"nosuid": _MS_NOSUID, "nodev": _MS_NODEV, "noexec": _MS_NOEXEC}
 
 
-def isolate_filesystem(writable: str) -> bool:
-    """Make every mount read-only for this process, except a fresh tmpfs at ``writable``.
+def isolate_filesystem(writable: str, keep: Sequence[str] = ()) -> bool:
+    """Make every mount read-only for this process, except a fresh tmpfs at ``writable`` and the
+    directories in ``keep`` (each bind-mounted onto itself first, so it is a mount point of its own
+    that the read-only pass skips).
 
     In a new mount namespace (first made private, so nothing propagates back to the host) each
     mount point is remounted read-only: code run here (a handler, a TorchScript model calling
@@ -235,11 +241,16 @@ def isolate_filesystem(writable: str) -> bool:
         if libc.mount(b"tmpfs", private, b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=1g,mode=0700") != 0:
             return False
         os.chdir(private)  # the cwd was the directory now hidden under the tmpfs
+        skipped = {private}
+        for directory in keep:
+            kept = os.fsencode(os.path.realpath(directory))
+            if libc.mount(kept, kept, None, _MS_BIND, None) == 0:  # else it turns read-only too:
+                skipped.add(kept)  # the child's write fails and is reported, nothing is opened up
         with open("/proc/self/mountinfo", "rb") as handle:
             mounts = [line.split() for line in handle]
         for fields in mounts:
             point = fields[4].decode("unicode_escape").encode("latin-1")  # mountinfo escapes " \t\n\\"
-            if point == private:
+            if point in skipped:
                 continue
             flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY
             for option in fields[5].decode().split(","):
@@ -258,7 +269,7 @@ def child_main(channel_fd: int) -> None:
     request = json.loads(sys.stdin.buffer.read())
     _apply_limits(request["budget"])
     isolate_network()
-    isolate_filesystem(os.getcwd())  # the parent started us in the private directory
+    isolate_filesystem(os.getcwd(), request.get("writable", ()))  # started in the private directory
     last: list[str | None] = [None]
 
     def progress(label: str) -> None:

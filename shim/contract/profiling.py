@@ -254,7 +254,8 @@ def _run_model(kernel: Kernel, reference: ReferenceData, policy: dict[str, Any])
         }
         try:
             answer = run_isolated(
-                "shim.contract.profiling:run_in_child", payload, Budget.from_policy(policy["sample_run"])
+                "shim.contract.profiling:run_in_child", payload, Budget.from_policy(policy["sample_run"]),
+                writable=[work],
             )
         except SandboxFailure as exc:
             raise ProfileBuildError(

@@ -59,6 +59,14 @@ def test_pod_annotations_merge_the_monitoring_annotations() -> None:
     assert metadata["annotations"] == "${merge(local.annotations, local.monitoring_annotations)}"
 
 
+def test_kserve_inference_service_carries_the_monitoring_annotations() -> None:
+    """KServe copies the InferenceService's annotations to its predictor pods: the scrape
+    annotations must be there too, or a monitored kernel in kserve mode is never scraped (KS610)."""
+    service = _resource(K8S, "kserve.tf", "kubernetes_manifest", "inference_service")
+    annotations = service["manifest"]["metadata"]["annotations"]
+    assert annotations.startswith("${merge(local.annotations, local.monitoring_annotations, {")
+
+
 def test_service_monitor_and_prometheus_rule_are_conditional_manifests() -> None:
     monitor = _resource(K8S, "monitoring.tf", "kubernetes_manifest", "service_monitor")
     assert monitor["count"] == "${var.service_monitor && !local.kserve ? 1 : 0}"

@@ -275,3 +275,32 @@ def test_undecodable_escaping_kernel_name_is_reported_in_every_format(fmt: str, 
     assert code == 1 and "Traceback" not in output, output
     assert "\x1b" not in output + written, "a terminal escape reached the report"
     assert "KS402" in output + written
+
+
+def test_only_the_kept_directory_stays_writable(tmp_path: Path) -> None:
+    """``run_isolated(..., writable=[dir])`` (``shim profile`` returns its arrays that way): the kept
+    directory takes writes, a sibling directory of the same file system does not."""
+    if not _mount_namespaces_allowed():
+        pytest.skip("this host allows no mount namespace (documented in SECURITY.md)")
+    import tempfile
+
+    from shim.sandbox import isolate_filesystem
+
+    home, kept, other = tempfile.mkdtemp(), tmp_path / "kept", tmp_path / "other"
+    kept.mkdir()
+    other.mkdir()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        if not isolate_filesystem(home, [str(kept)]):
+            os._exit(2)
+        (kept / "result.npy").write_bytes(b"ok")
+        try:
+            (other / "planted").write_bytes(b"no")
+        except OSError:
+            os._exit(0)
+        os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    os.rmdir(home)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (kept / "result.npy").read_bytes() == b"ok"
+    assert not (other / "planted").exists()

@@ -20,7 +20,9 @@ resource "kubernetes_manifest" "inference_service" {
       name      = var.model_name
       namespace = var.namespace
       labels    = local.labels
-      annotations = merge(local.annotations, {
+      # KServe copies the InferenceService's annotations to the predictor pods, so the Prometheus
+      # scrape annotations reach them as in deployment mode.
+      annotations = merge(local.annotations, local.monitoring_annotations, {
         "serving.kserve.io/deploymentMode"  = var.kserve_deployment_mode
         "serving.kserve.io/autoscalerClass" = "hpa"
       })
