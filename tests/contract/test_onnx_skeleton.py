@@ -64,3 +64,66 @@ def test_malformed_files_are_errors(data: bytes, tmp_path: Path) -> None:
     path.write_bytes(data)
     with pytest.raises((ValueError, DecodeError)):
         load_skeleton(path)
+
+
+# -- checker_view: what onnx.checker sees without the weights ---------------------------------------
+
+def _matmul(path: Path, rows: int, cols: int, x_cols: int | None = None, cut: int = 0, ir: int = 8) -> Path:
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.arange(rows * cols, dtype=np.float32).reshape(rows, cols), "w")
+    if cut:
+        weight.raw_data = weight.raw_data[:-cut]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, x_cols or rows])]
+    if ir < 4:  # old exporters list initializers among the inputs too
+        inputs.append(helper.make_tensor_value_info("w", TensorProto.FLOAT, [rows, cols]))
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g", inputs,
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, cols])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=ir)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("ir", [3, 8])
+def test_checker_view_moves_large_weights_to_typed_inputs(tmp_path: Path, ir: int) -> None:
+    from shim.onnx_skeleton import CHECKER_INLINE_BYTES, checker_view
+
+    cols = CHECKER_INLINE_BYTES // 4096 + 1
+    path = _matmul(tmp_path / "m.onnx", 1024, cols, ir=ir)
+    view = checker_view(path)
+    assert not view.graph.initializer
+    (weight,) = [value for value in view.graph.input if value.name == "w"]
+    assert [d.dim_value for d in weight.type.tensor_type.shape.dim] == [1024, cols]
+    onnx.checker.check_model(view, full_check=True)
+    assert view.ByteSize() < 1024
+
+
+def test_checker_view_keeps_small_weights_whole(tmp_path: Path) -> None:
+    from shim.onnx_skeleton import checker_view
+
+    path = _matmul(tmp_path / "m.onnx", 4, 3)
+    assert checker_view(path).SerializeToString() == onnx.load(str(path)).SerializeToString()
+
+
+def test_checker_view_proves_the_byte_count_the_checker_would(tmp_path: Path) -> None:
+    """A large weight missing 4 bytes: the checker refuses it when given the whole model, and the
+    view refuses it too, naming the tensor, though it never parses the weight."""
+    from shim.onnx_skeleton import checker_view
+
+    path = _matmul(tmp_path / "m.onnx", 1024, 512, cut=4)
+    with pytest.raises(Exception, match="raw_data"):
+        onnx.checker.check_model(str(path), full_check=True)
+    with pytest.raises(ValueError, match="'w' holds 2,097,148 bytes"):
+        checker_view(path)
+
+
+def test_checker_view_still_fails_shape_inference(tmp_path: Path) -> None:
+    """x (1x1000) @ w (1024x512) is refused from the view as from the whole model."""
+    from shim.onnx_skeleton import checker_view
+
+    path = _matmul(tmp_path / "m.onnx", 1024, 512, x_cols=1000)
+    for model in (str(path), checker_view(path)):
+        with pytest.raises((onnx.checker.ValidationError, onnx.shape_inference.InferenceError),
+                           match="Incompatible dimensions"):
+            onnx.checker.check_model(model, full_check=True)
