@@ -39,6 +39,7 @@ def batch_hungry_kernel(directory: Path, max_batch_size: int, memory: str) -> Pa
     directory.mkdir()
     onnx.save(model, directory / "model.onnx")
     metadata = json.loads((EXAMPLE_KERNELS / "iris-classifier" / "model_metadata.json").read_text())
+    metadata.pop("monitoring", None)  # the iris example's profile is of another model
     metadata.update(name="hungry", inputs=[{"name": "X", "datatype": "FP32", "shape": [-1, 1024]}],
                     outputs=[{"name": "Y", "datatype": "FP32", "shape": [-1, 1]}],
                     batching={"max_batch_size": max_batch_size}, resources={"memory": memory})
