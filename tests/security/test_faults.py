@@ -205,6 +205,8 @@ def _oom_kernel(tmp_path: Path) -> Path:
         outputs=[{"name": "total", "datatype": "FP32", "shape": [1, 1]}],
     )
     metadata.pop("batching", None)
+    metadata.pop("monitoring", None)  # the iris profile is of another model
+    (kernel / "profile.json").unlink()
     (kernel / "model_metadata.json").write_text(json.dumps(metadata, indent=1))
     sample = {
         "request": {"inputs": [{"name": "dims", "shape": [2], "datatype": "INT64", "data": [2, 3]}]},
