@@ -181,6 +181,8 @@ def _if_subgraph_kernel(kernel: Path) -> None:
         convert_attribute=True,
     )
     metadata = json.loads((kernel / "model_metadata.json").read_text())
+    metadata.pop("monitoring", None)  # the iris profile is of another model
+    (kernel / "profile.json").unlink()
     metadata.update(
         name="if-subgraph",
         inputs=[{"name": "X", "datatype": "FP32", "shape": [-1, 4]}],
