@@ -28,7 +28,6 @@ the graph JSON is proven here, the contract check reads the signature from it wi
 
 from __future__ import annotations
 
-import contextlib
 import io
 import re
 import zipfile
@@ -46,7 +45,13 @@ from shim.policy.restricted_pickle import (
     inspect_pickle,
 )
 from shim.policy.sniff import describe_head
-from shim.policy.zip_layout import LayoutError, check_member_count, check_zip_layout
+from shim.policy.zip_layout import (
+    ARCHIVE_ERRORS,
+    LayoutError,
+    check_zip_layout,
+    open_model_archive,
+    unreadable_archive,
+)
 from shim.strict_json import StrictJSONError, loads_strict
 
 _READ_CHUNK = 8 * 1024 * 1024
@@ -189,33 +194,14 @@ def check_torch_export_archive(
     following links); an empty list means it is exactly torch's layout."""
     checker = _Archive(display, policy, dangerous)
     try:
-        with contextlib.ExitStack() as stack:
-            handle = stack.enter_context(open(source, "rb")) if isinstance(source, str) else source
-            check_member_count(handle, policy)
-            archive = stack.enter_context(zipfile.ZipFile(handle))
-            members = check_zip_layout(handle, archive, handle.seek(0, 2))
-            _check_members(checker, archive, [m.info for m in members], progress)
+        with open_model_archive(source, policy) as (archive, infos):
+            _check_members(checker, archive, infos, progress)
     except LayoutError as exc:
         checker.layout(str(exc))
-    except (
-        zipfile.BadZipFile,
-        zipfile.LargeZipFile,
-        OSError,
-        EOFError,
-        ValueError,
-        NotImplementedError,
-        RuntimeError,
-        zlib.error,
-    ) as exc:
+    except ARCHIVE_ERRORS as exc:
         checker.findings.append(
-            Finding(
-                "KS406",
-                display,
-                "",
-                f"is not a readable zip archive ({type(exc).__name__}: {str(exc)[:160]})",
-                expected="a torch.export archive written by torch.export.save",
-                fix=LAYOUT_FIX,
-            )
+            unreadable_archive(display, exc, expected="a torch.export archive written by torch.export.save",
+                               fix=LAYOUT_FIX)
         )
     return checker.findings
 

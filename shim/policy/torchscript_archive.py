@@ -18,12 +18,9 @@ pickle is found.
 
 from __future__ import annotations
 
-import contextlib
 import re
-import struct
 import time
 import zipfile
-import zlib
 from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
@@ -37,7 +34,12 @@ from shim.policy.restricted_pickle import (
     rules_for,
 )
 from shim.policy.sniff import describe_head
-from shim.policy.zip_layout import LayoutError, check_member_count, check_zip_layout
+from shim.policy.zip_layout import (
+    ARCHIVE_ERRORS,
+    LayoutError,
+    open_model_archive,
+    unreadable_archive,
+)
 
 _READ_CHUNK = 8 * 1024 * 1024
 _SNIFF_STORAGE_BYTES = 1024 * 1024
@@ -178,38 +180,14 @@ def check_torchscript_archive(
     following links); an empty list means it is exactly torch's layout."""
     checker = _Archive(display, policy, dangerous)
     try:
-        with contextlib.ExitStack() as stack:
-            handle = stack.enter_context(open(source, "rb")) if isinstance(source, str) else source
-            check_member_count(handle, policy)
-            archive = stack.enter_context(zipfile.ZipFile(handle))
-            size = handle.seek(0, 2)
-            members = check_zip_layout(handle, archive, size)
-            _check_members(checker, archive, [m.info for m in members], progress)
+        with open_model_archive(source, policy) as (archive, infos):
+            _check_members(checker, archive, infos, progress)
     except LayoutError as exc:
         checker.layout(str(exc))
-    except (
-        zipfile.BadZipFile,
-        zipfile.LargeZipFile,
-        OSError,
-        EOFError,
-        ValueError,
-        NotImplementedError,
-        RuntimeError,
-        zlib.error,
-        struct.error,
-        KeyError,
-        IndexError,
-        OverflowError,
-    ) as exc:
+    except ARCHIVE_ERRORS as exc:
         checker.findings.append(
-            Finding(
-                "KS406",
-                display,
-                "",
-                f"is not a readable zip archive ({type(exc).__name__}: {str(exc)[:160]})",
-                expected="a TorchScript archive written by torch.jit.save",
-                fix=LAYOUT_FIX,
-            )
+            unreadable_archive(display, exc, expected="a TorchScript archive written by torch.jit.save",
+                               fix=LAYOUT_FIX)
         )
     return checker.findings.summarize(display)
 

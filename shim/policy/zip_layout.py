@@ -11,11 +11,15 @@ end of the file with no comment.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import zipfile
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
+
+from shim.findings import Finding
 
 _LOCAL = b"PK\x03\x04"
 _DESCRIPTOR = b"PK\x07\x08"
@@ -158,3 +162,32 @@ def check_member_count(handle: BinaryIO, policy: Mapping[str, Any]) -> None:
     if entries > limit:
         raise LayoutError(f"has {entries:,} members; at most {limit:,} are allowed "
                           "(policies/artifact_policy.yaml, scan.max_archive_members)")
+
+
+#: What a damaged archive can raise from zipfile, zlib and the layout walk: each is a finding (KS406)
+#: about the file, never a failure of the scan.
+ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+                  NotImplementedError, RuntimeError, zlib.error, struct.error, KeyError, IndexError,
+                  OverflowError)
+
+
+@contextlib.contextmanager
+def open_model_archive(
+    source: str | BinaryIO, policy: Mapping[str, Any]
+) -> Iterator[tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]]:
+    """The model archive at ``source`` (a path, or a file the caller opened without following
+    links) and its members, once its member count (from the end record, before ``zipfile`` reads
+    the directory) and its exact layout are proven; ``LayoutError`` or one of ``ARCHIVE_ERRORS``
+    otherwise. TorchScript and torch.export archives are both zips torch writes this way."""
+    with contextlib.ExitStack() as stack:
+        handle = stack.enter_context(open(source, "rb")) if isinstance(source, str) else source
+        check_member_count(handle, policy)
+        archive = stack.enter_context(zipfile.ZipFile(handle))
+        members = check_zip_layout(handle, archive, handle.seek(0, 2))
+        yield archive, [member.info for member in members]
+
+
+def unreadable_archive(display: str, exc: BaseException, expected: str, fix: str) -> Finding:
+    return Finding("KS406", display, "",
+                   f"is not a readable zip archive ({type(exc).__name__}: {str(exc)[:160]})",
+                   expected=expected, fix=fix)
