@@ -2,11 +2,12 @@
 
 ``python -m benchmarks.monitoring`` (or part of ``python -m benchmarks.run``). The same MLP kernel
 is served twice: as is, and with a ``monitoring`` block and a profile of 2,000 reference rows (16
-features and the probability output tested per 1,000-row window, every request observed). Each is
-driven by wrk at concurrency 32 (throughput) and 1 (p50 latency), alternating off/on/off/on so
-machine noise hits both alike; the figures are the ratio on/off of the medians of the c=32
-throughput and the c=1 p50 difference, from this one run, plus the request path's own added cost
-measured in-process (a request id and one deque append). Targets (issue 12): throughput on >=
+features and the probability output tested per 1,000-row window, every request observed). Both
+run side by side; each round drives one and then the other with wrk at concurrency 32 (throughput)
+and 1 (p50 latency), the order alternating, so each round gives one on/off ratio and one p50
+difference measured seconds apart. The figures are the medians of those per-round values (with
+their quartiles, to show the machine's noise), from this one run, plus the request path's own
+added cost measured in-process (a request id and one deque append). Targets (issue 12): throughput on >=
 0.95 x off; p50 at most 10 us more.
 """
 
@@ -89,7 +90,25 @@ def hot_path_ns(kernel: Path, calls: int = 200_000) -> dict[str, float]:
     return {"request_id_and_observe_ns": round(best * 1e9, 1)}
 
 
-def _measure(kernel: Path, port: int, requests_c32: int, requests_c1: int, work: Path) -> dict[str, Any]:
+def _servers(plain: Path, monitored: Path, work: Path) -> dict[str, RunningServer]:
+    model = MODELS["mlp"]
+    servers: dict[str, RunningServer] = {}
+    try:
+        for mode, kernel in (("off", plain), ("on", monitored)):
+            port = _free_port_pair()
+            servers[mode] = RunningServer(
+                kernelshim_launch(model, kernel, port, 1, work), port, work / f"monitoring-{mode}.log"
+            )
+        for server in servers.values():
+            server.wait_ready(120)
+    except BaseException:
+        for server in servers.values():
+            server.stop()
+        raise
+    return servers
+
+
+def _payload() -> Payload:
     model = MODELS["mlp"]
     body = json.dumps(
         {
@@ -103,82 +122,106 @@ def _measure(kernel: Path, port: int, requests_c32: int, requests_c1: int, work:
             ]
         }
     ).encode()
-    payload = Payload(f"/v2/models/{model.name}/infer", body)
-    server = RunningServer(
-        kernelshim_launch(model, kernel, port, 1, work), port, work / f"monitoring-{port}.log"
-    )
-    try:
-        server.wait_ready(120)
-        run_load(server.base, payload, 32, max(200, requests_c32 // 5))  # warm-up
-        c32 = run_load(server.base, payload, 32, requests_c32)
-        run_load(server.base, payload, 1, max(100, requests_c1 // 5))
-        c1 = run_load(server.base, payload, 1, requests_c1)
-        windows = 0
-        text = server.get("/metrics").decode()
-        for line in text.splitlines():
-            if line.startswith("shim_drift_windows_total{"):
-                windows = int(float(line.rsplit(" ", 1)[1]))
-        return {
-            "throughput_c32": c32.throughput,
-            "p50_c1_ms": c1.p50_ms,
-            "errors": c32.errors + c1.errors,
-            "windows_evaluated": windows,
-        }
-    finally:
-        server.stop()
+    return Payload(f"/v2/models/{model.name}/infer", body)
+
+
+def _windows(server: RunningServer) -> int:
+    for line in server.get("/metrics").decode().splitlines():
+        if line.startswith("shim_drift_windows_total{"):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
 
 
 def run_all(
     work: Path,
     log: Callable[[str], None],
-    requests_c32: int = 20000,
-    requests_c1: int = 5000,
-    rounds: int = 2,
+    requests_c32: int = 4000,
+    requests_c1: int = 1500,
+    rounds: int = 12,
 ) -> dict[str, Any]:
+    """Both servers run side by side; each round measures off and on back to back (the order
+    alternates) and yields one on/off ratio and one p50 difference. The figures are the medians of
+    the per-round values: pairing adjacent measurements cancels the drift of a shared VM's speed,
+    which moves a single server's throughput by +-30 % over a minute, more than the effect measured.
+    """
     work = Path(work)
     kernels = prepare(work)
-    plain = kernels["mlp"]
-    monitored = monitored_copy(plain, work)
+    monitored = monitored_copy(kernels["mlp"], work)
     hot = hot_path_ns(monitored)
     log(f"monitoring: request path adds {hot['request_id_and_observe_ns']} ns (request id + observe)")
-    runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
-    for _round in range(rounds):
-        for mode, kernel in (("off", plain), ("on", monitored)):
-            result = _measure(kernel, _free_port_pair(), requests_c32, requests_c1, work)
-            runs[mode].append(result)
+    payload = _payload()
+    servers = _servers(kernels["mlp"], monitored, work)
+    rounds_out: list[dict[str, Any]] = []
+    try:
+        for server in servers.values():  # warm-up
+            run_load(server.base, payload, 32, max(500, requests_c32 // 2))
+            run_load(server.base, payload, 1, max(100, requests_c1 // 5))
+        for index in range(rounds):
+            order = ("off", "on") if index % 2 == 0 else ("on", "off")
+            throughput = {mode: run_load(servers[mode].base, payload, 32, requests_c32) for mode in order}
+            p50_us = {
+                mode: run_load(servers[mode].base, payload, 1, requests_c1).p50_ms * 1000
+                for mode in reversed(order)
+            }
+            result = {
+                "throughput_off": throughput["off"].throughput,
+                "throughput_on": throughput["on"].throughput,
+                "ratio": throughput["on"].throughput / throughput["off"].throughput,
+                "p50_us_off": p50_us["off"],
+                "p50_us_on": p50_us["on"],
+                "p50_delta_us": p50_us["on"] - p50_us["off"],
+                "errors": throughput["off"].errors + throughput["on"].errors,
+            }
+            rounds_out.append(result)
             log(
-                f"monitoring {mode}: {result['throughput_c32']:.0f} req/s at c=32, "
-                f"p50 {result['p50_c1_ms'] * 1000:.0f} us at c=1, {result['windows_evaluated']} windows"
+                f"monitoring round {index + 1}: c=32 off {result['throughput_off']:.0f} / on "
+                f"{result['throughput_on']:.0f} req/s (x{result['ratio']:.3f}), c=1 p50 off "
+                f"{result['p50_us_off']:.0f} / on {result['p50_us_on']:.0f} us"
             )
-    off_tp = statistics.median(r["throughput_c32"] for r in runs["off"])
-    on_tp = statistics.median(r["throughput_c32"] for r in runs["on"])
-    off_p50 = statistics.median(r["p50_c1_ms"] for r in runs["off"])
-    on_p50 = statistics.median(r["p50_c1_ms"] for r in runs["on"])
+        windows = _windows(servers["on"])
+    finally:
+        for server in servers.values():
+            server.stop()
+    ratios = [r["ratio"] for r in rounds_out]
+    deltas = [r["p50_delta_us"] for r in rounds_out]
     summary = {
-        "throughput_c32_off": round(off_tp, 1),
-        "throughput_c32_on": round(on_tp, 1),
-        "throughput_ratio": round(on_tp / off_tp, 3),
-        "p50_c1_us_off": round(off_p50 * 1000, 1),
-        "p50_c1_us_on": round(on_p50 * 1000, 1),
-        "p50_delta_us": round((on_p50 - off_p50) * 1000, 1),
+        "throughput_ratio": round(statistics.median(ratios), 3),
+        "throughput_ratio_quartiles": [round(q, 3) for q in _quartiles(ratios)],
+        "throughput_c32_off": round(statistics.median(r["throughput_off"] for r in rounds_out), 1),
+        "throughput_c32_on": round(statistics.median(r["throughput_on"] for r in rounds_out), 1),
+        "p50_delta_us": round(statistics.median(deltas), 1),
+        "p50_delta_us_quartiles": [round(q, 1) for q in _quartiles(deltas)],
+        "p50_c1_us_off": round(statistics.median(r["p50_us_off"] for r in rounds_out), 1),
+        "p50_c1_us_on": round(statistics.median(r["p50_us_on"] for r in rounds_out), 1),
+        "windows_evaluated": windows,
+        "errors": sum(r["errors"] for r in rounds_out),
         **hot,
         "requests_c32": requests_c32,
         "requests_c1": requests_c1,
         "rounds": rounds,
         "targets": {"throughput_ratio": ">= 0.95", "p50_delta_us": "<= 10"},
-        "runs": runs,
+        "runs": rounds_out,
     }
     log(
-        f"monitoring: throughput on/off {summary['throughput_ratio']}, p50 delta {summary['p50_delta_us']} us"
+        f"monitoring: throughput on/off {summary['throughput_ratio']} (quartiles "
+        f"{summary['throughput_ratio_quartiles']}), p50 delta {summary['p50_delta_us']} us "
+        f"(quartiles {summary['p50_delta_us_quartiles']}), {windows} windows"
     )
     return summary
 
 
+def _quartiles(values: list[float]) -> list[float]:
+    if len(values) < 2:
+        return [values[0], values[0]] if values else []
+    quartiles = statistics.quantiles(values, n=4)
+    return [quartiles[0], quartiles[2]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests-c32", type=int, default=20000)
-    parser.add_argument("--requests-c1", type=int, default=5000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--requests-c32", type=int, default=4000, help="per server per round")
+    parser.add_argument("--requests-c1", type=int, default=1500, help="per server per round")
+    parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--work", type=Path, default=Path(__file__).resolve().parent / "results" / "work")
     args = parser.parse_args()
     result = run_all(args.work, print, args.requests_c32, args.requests_c1, args.rounds)

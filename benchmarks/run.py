@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_startup:
         results["startup"] = startup.run_all(work, kernels, args.big_model_gib, log)
         results["gate"] = gate.run_all(work, args.big_model_gib, log, repeat=1 if args.smoke else 3)
-        results["monitoring"] = monitoring.run_all(work, log, *((2000, 500, 1) if args.smoke else ()))
+        results["monitoring"] = monitoring.run_all(work, log, *((1000, 300, 2) if args.smoke else ()))
 
     results["load_after"] = os.getloadavg()
     results["total_seconds"] = round(time.perf_counter() - started, 1)

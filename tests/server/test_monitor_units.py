@@ -14,7 +14,7 @@ from scipy import stats
 
 from shim.contract.kernel import read_kernel
 from shim.contract.profile_check import load_profile
-from shim.server.monitoring.drift import correct, psi
+from shim.server.monitoring.drift import EXACT_KS_PAIRS, correct, ks, ks_statistic, psi
 from shim.server.monitoring.feedback import FeedbackError, FeedbackStore
 from shim.server.monitoring.monitor import Monitor
 from shim.spec.monitoring import Reference
@@ -29,6 +29,41 @@ def test_corrections_are_scipys() -> None:
         list(stats.false_discovery_control(p_values, method="bh"))
     )
     assert correct(p_values, "none") == p_values and correct([], "bonferroni") == []
+
+
+def test_large_window_ks_statistic_is_ks_2samps_and_its_p_value_the_limiting_distribution() -> None:
+    """Windows past EXACT_KS_PAIRS: D as ks_2samp computes it (ties, infinities, unequal sizes, a
+    shift), and the p-value never below ks_2samp's asymptotic one and within 0.02 of it."""
+    rng = np.random.default_rng(7)
+    checked = 0
+    for case in range(300):
+        n, m = int(rng.integers(300, 1500)), int(rng.integers(900, 3000))
+        decimals = int(rng.integers(0, 4))  # rounding makes ties, within and across the samples
+        window = np.round(rng.standard_normal(n) * rng.choice([1.0, 0.7]) + rng.choice([0.0, 0.2]), decimals)
+        reference_values = np.round(rng.standard_normal(m), decimals)
+        if case % 10 == 0:
+            window[:2] = [np.inf, -np.inf]
+        reference = Reference.from_json({"type": "sample", "values": reference_values.tolist()})
+        expected = stats.ks_2samp(window[np.isfinite(window)], reference_values, method="asymp")
+        assert abs(ks_statistic(np.sort(window), np.sort(reference_values))
+                   - stats.ks_2samp(window, reference_values).statistic) <= 1e-12
+        result = ks(window, reference)
+        assert result.rows == np.isfinite(window).sum()
+        if window.size * m > EXACT_KS_PAIRS:
+            checked += 1
+            assert abs(result.statistic - expected.statistic) <= 1e-12
+            assert expected.pvalue - 1e-12 <= result.p_value <= expected.pvalue + 0.02
+    assert checked > 250
+
+
+def test_small_window_ks_is_ks_2samp_itself() -> None:
+    rng = np.random.default_rng(8)
+    reference_values = rng.standard_normal(120)
+    reference = Reference.from_json({"type": "sample", "values": reference_values.tolist()})
+    window = rng.standard_normal(30) + 0.3
+    expected = stats.ks_2samp(window, reference_values)
+    result = ks(window, reference)
+    assert (result.statistic, result.p_value) == (float(expected.statistic), float(expected.pvalue))
 
 
 def test_psi_is_small_for_the_same_distribution_and_large_for_a_shift() -> None:
@@ -116,3 +151,76 @@ def test_report_is_json(tmp_path: Path) -> None:
     monitor.process()
     json.dumps(monitor.full_report())
     assert monitor.receive_feedback({"id": "id-1", "truth": [0] * 10})["correct"] == 10
+
+
+def test_drained_requests_of_mixed_shapes_keep_every_row_and_every_prediction(tmp_path: Path) -> None:
+    """One drain holding requests that merge (same dtype and row shape) and ones that cannot (a
+    float64 request, a scalar-less 1-D label): every row is counted once, in order, and feedback
+    finds each request's own predictions."""
+    monitor = _monitor(tmp_path, window={"rows": 1000})
+    rng = np.random.default_rng(3)
+    sizes = [1, 3, 2, 5, 1, 4]
+    for index, rows in enumerate(sizes):
+        _observe(monitor, rng.uniform(1, 7, (rows, 4)), f"req-{index}")
+    labels = np.array([2, 1], dtype=np.int64)
+    probabilities = np.array([[0.1, 0.1, 0.8], [0.2, 0.7, 0.1]], dtype=np.float32)
+    monitor.observe(
+        "odd-dtype", {"X": rng.uniform(1, 7, (2, 4))}, {"label": labels, "probabilities": probabilities}
+    )
+    thirds = np.full((3, 3), 1 / 3, np.float32)
+    monitor.observe(
+        None,
+        {"X": rng.uniform(1, 7, (3, 4)).astype(np.float32)},
+        {"label": np.zeros(3, dtype=np.int64), "probabilities": thirds},
+    )
+    monitor.process()
+    assert monitor.full_report()["pending_rows"] == sum(sizes) + 2 + 3
+    for index, rows in enumerate(sizes):
+        answer = monitor.receive_feedback({"id": f"req-{index}", "truth": [0] * rows})
+        assert answer["rows"] == rows and answer["correct"] == rows
+    assert monitor.receive_feedback({"id": "odd-dtype", "truth": [2, 0]})["correct"] == 1
+
+
+def test_feedback_store_takes_many_at_once_within_its_bound() -> None:
+    store = FeedbackStore("accuracy", max_entries=4, ttl_s=60, window=10)
+    store.remember_many([(f"r{i}", np.array([i])) for i in range(6)])
+    assert len(store) == 4 and store.take("r1") is None and store.take("r2").tolist() == [2]
+    store.remember_many([("r3", np.array([30])), ("r9", np.array([9]))])  # r3 again: newest now
+    store.remember_many([("r11", np.array([11]))])  # the oldest, r4, goes; r3 stays
+    assert store.take("r4") is None and store.take("r3").tolist() == [30] and len(store) == 3
+
+
+def test_confidence_histogram_exposes_what_a_prometheus_histogram_would() -> None:
+    from prometheus_client import Histogram
+    from prometheus_client.exposition import generate_latest
+
+    from shim.server.monitoring.histogram import ConfidenceHistogram
+
+    buckets = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+    ours_registry, theirs_registry = CollectorRegistry(), CollectorRegistry()
+    ours = ConfidenceHistogram("m", "1", buckets)
+    ours_registry.register(ours)
+    theirs = Histogram("shim_prediction_confidence", "Top probability of probability outputs.",
+                       ("model", "version", "output"), buckets=buckets, registry=theirs_registry)
+    rng = np.random.default_rng(4)
+    for output in ("probabilities", "other"):
+        for chunk in (rng.uniform(0, 1, 500), np.array((*buckets, 0.0, 1.5)), rng.uniform(0.9, 1, 7)):
+            ours.observe(output, chunk)
+            for value in chunk.tolist():
+                theirs.labels("m", "1", output).observe(value)
+
+    def samples(registry: CollectorRegistry) -> dict[tuple, float]:
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in registry.collect()
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    mine, reference = samples(ours_registry), samples(theirs_registry)
+    assert mine.keys() == reference.keys() and len(mine) == 2 * (len(buckets) + 3)
+    for key, value in reference.items():
+        assert mine[key] == pytest.approx(value, rel=1e-12), key
+    assert b'shim_prediction_confidence_bucket{le="0.95",model="m",output="other",version="1"}' in (
+        generate_latest(ours_registry)
+    )

@@ -45,12 +45,20 @@ class FeedbackStore:
         self.joined = 0
 
     def remember(self, request_id: str, predicted: np.ndarray, now: float | None = None) -> None:
+        self.remember_many([(request_id, predicted)], now)
+
+    def remember_many(self, served: list[tuple[str, np.ndarray]], now: float | None = None) -> None:
+        """Keep the predictions of many requests (one lock, one trim: the monitor thread calls this
+        once per drain). A repeated id replaces its prediction and becomes the newest."""
         expires = (now if now is not None else time.monotonic()) + self.ttl_s
         with self._lock:
-            self._entries[request_id] = (expires, predicted)
-            self._entries.move_to_end(request_id)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            entries = self._entries
+            for request_id, predicted in served:
+                if request_id in entries:
+                    entries.move_to_end(request_id)
+                entries[request_id] = (expires, predicted)
+            for _ in range(len(entries) - self.max_entries):
+                entries.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._entries)

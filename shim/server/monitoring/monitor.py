@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import operator
 import os
 import threading
 import time
@@ -24,10 +25,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from shim.server.monitoring.drift import TESTS, TestResult, correct
 from shim.server.monitoring.feedback import FeedbackError, FeedbackStore
+from shim.server.monitoring.histogram import ConfidenceHistogram
 from shim.spec.kernel import Kernel
 from shim.spec.monitoring import (
     MonitoringSpec,
@@ -50,6 +52,37 @@ _SHOWN = {"ks": "KS D", "chi2": "chi-squared", "psi": "PSI"}
 
 #: Observed requests merged into one piece of work by the monitor thread.
 DRAIN_BATCH = 4096
+_INPUTS = operator.itemgetter(1)
+_OUTPUTS = operator.itemgetter(2)
+
+
+def _merged(items: list[Any]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
+    """The drained requests' inputs and outputs concatenated per name in one step, or None when they
+    do not all have the same names, dtypes and row shapes (a scalar, another dtype, a dynamic dim):
+    those are split by ``_groups``. The server decodes every request to the contract's datatypes,
+    so the common case is one concatenation per name per drain, not per-request work."""
+    first_inputs, first_outputs = items[0][1], items[0][2]
+    input_names, output_names = first_inputs.keys(), first_outputs.keys()
+    # as many names in all as the first request has times the requests, and (KeyError below) each
+    # of the first's names in every request: so every request has exactly the first's names
+    if sum(map(len, map(_INPUTS, items))) != len(input_names) * len(items) or sum(
+        map(len, map(_OUTPUTS, items))
+    ) != len(output_names) * len(items):
+        return None
+    try:
+        inputs = {
+            name: np.concatenate([item[1][name] for item in items], dtype=first_inputs[name].dtype,
+                                 casting="no")
+            for name in input_names
+        }
+        outputs = {
+            name: np.concatenate([item[2][name] for item in items], dtype=first_outputs[name].dtype,
+                                 casting="no")
+            for name in output_names
+        }
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None
+    return inputs, outputs
 
 
 def _groups(items: list[Any]) -> list[list[Any]]:
@@ -203,13 +236,8 @@ class Monitor:
             (*labels, "output", "class"),
             registry=registry,
         )
-        self.m_confidence = Histogram(
-            "shim_prediction_confidence",
-            "Top probability of probability outputs.",
-            (*labels, "output"),
-            buckets=_CONFIDENCE_BUCKETS,
-            registry=registry,
-        )
+        self.m_confidence = ConfidenceHistogram(model, version, _CONFIDENCE_BUCKETS)
+        registry.register(self.m_confidence)
         self.m_live = Gauge(
             "shim_live_accuracy",
             "Live accuracy (or mean absolute error, metric label) over the last feedback window.",
@@ -271,10 +299,9 @@ class Monitor:
                 drained = []
                 while self._pending and len(drained) < DRAIN_BATCH:
                     drained.append(self._pending.popleft())
-                for group in _groups(drained):
-                    self._take_many(group)
-                    while self._rows >= self.spec.window.rows:
-                        self._evaluate(self.spec.window.rows)
+                self._take_many(drained)
+                while self._rows >= self.spec.window.rows:
+                    self._evaluate(self.spec.window.rows)
             seconds = self.spec.window.seconds
             if seconds and time.monotonic() - self._window_started >= seconds:
                 if self._rows >= self.spec.window.min_rows:
@@ -283,30 +310,40 @@ class Monitor:
                     self._window_started = time.monotonic()
 
     def _take_many(
-        self, group: list[tuple[str | None, dict[str, np.ndarray], dict[str, np.ndarray]]]
+        self, items: list[tuple[str | None, dict[str, np.ndarray], dict[str, np.ndarray]]]
     ) -> None:
-        """Requests of one shape merged, so the per-feature work is once per drain, not per request."""
-        if len(group) == 1:
-            self._take(*group[0])
+        """Requests merged, so the per-feature work is once per drain, not per request."""
+        merged = _merged(items) if len(items) > 1 else None
+        if merged is not None:
+            self._take_merged(items, *merged)
             return
-        first = group[0]
-        inputs = {name: np.concatenate([item[1][name] for item in group]) for name in first[1]}
-        outputs = {
-            name: np.concatenate([item[2][name] for item in group])
-            for name in first[2]
-            if all(name in item[2] for item in group)
-        }
+        for group in _groups(items) if len(items) > 1 else [items]:
+            merged = _merged(group) if len(group) > 1 else None
+            if merged is None:
+                for item in group:
+                    self._take(*item)
+            else:
+                self._take_merged(group, *merged)
+
+    def _take_merged(
+        self,
+        items: list[tuple[str | None, dict[str, np.ndarray], dict[str, np.ndarray]]],
+        inputs: dict[str, np.ndarray],
+        outputs: dict[str, np.ndarray],
+    ) -> None:
         self._take(None, inputs, outputs)
-        if self.feedback_output is not None and self.feedback_output in outputs:
-            now = time.monotonic()
-            predicted = self._predicted(outputs[self.feedback_output])
-            offset = 0
-            for request_id, _inputs, request_outputs in group:
-                array = request_outputs[self.feedback_output]
-                rows = array.shape[0] if array.ndim else 1
-                if request_id is not None:
-                    self.feedback.remember(request_id, predicted[offset : offset + rows], now)
-                offset += rows
+        name = self.feedback_output
+        if name is None or name not in outputs:
+            return
+        predicted = self._predicted(outputs[name])
+        rows = list(map(len, map(operator.itemgetter(name), map(_OUTPUTS, items))))  # merged: ndim >= 1
+        self.feedback.remember_many(
+            [
+                (item[0], predicted[end - count : end])
+                for item, count, end in zip(items, rows, itertools.accumulate(rows), strict=True)
+                if item[0] is not None
+            ]
+        )
 
     def _take(
         self, request_id: str | None, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
@@ -326,9 +363,7 @@ class Monitor:
             if kind == "label":
                 self._count_classes(name, values)
             elif kind == "probability":
-                histogram = self.m_confidence.labels(*self._labels, name)
-                for value in values[:1024].tolist():
-                    histogram.observe(value)
+                self.m_confidence.observe(name, values)
         if request_id is not None and self.feedback_output is not None:
             array = outputs.get(self.feedback_output)
             if array is not None:
