@@ -17,13 +17,11 @@ shared libraries, which a kernel may not ship (SECURITY.md).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
-from shim.runtimes.base import OutOfMemory, Runtime, RuntimeLoadError
-from shim.runtimes.device import DeviceRequest, choose_torch_device
+from shim.runtimes.base import RuntimeLoadError
+from shim.runtimes.device import DeviceRequest
+from shim.runtimes.torch_module import TorchModuleRuntime
 from shim.spec.kernel import Kernel
 
 COMPILE_ENV = "KERNELSHIM_TORCH_COMPILE"
@@ -70,19 +68,14 @@ def forward_arg_names(program: Any) -> list[str]:
     return names if len(names) == len(user_inputs) else [str(n) for n in user_inputs]
 
 
-class TorchExportRuntime(Runtime):
+class TorchExportRuntime(TorchModuleRuntime):
     framework = "torch_export"
 
     def __init__(
         self, kernel: Kernel, request: DeviceRequest, threads: int, compile: str | None = None
     ) -> None:
-        super().__init__(kernel)
-        torch = self._torch = import_torch()
-        self.device = choose_torch_device(request, torch.cuda.is_available(), torch.cuda.device_count())
-        self.threads = threads
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-        self._torch_device = torch.device(self.device.label)
+        torch = import_torch()
+        super().__init__(kernel, torch, request, threads)
         self.compile_mode = compile_mode(compile)
         try:
             self.program = load_exported_program(torch, str(kernel.model_path))
@@ -93,11 +86,11 @@ class TorchExportRuntime(Runtime):
             raise RuntimeLoadError(
                 f"torch.export.load could not load {kernel.model_path}: {str(exc)[:300]}"
             ) from None
-        self.call_order = forward_arg_names(self.program)
+        self.argument_names = forward_arg_names(self.program)
         declared = {t.name for t in kernel.inputs}
-        if set(self.call_order) != declared:
+        if set(self.argument_names) != declared:
             raise RuntimeLoadError(
-                f"forward() takes {', '.join(self.call_order)}; "
+                f"forward() takes {', '.join(self.argument_names)}; "
                 f"the contract declares {', '.join(sorted(declared))}"
             )
         self.module = module
@@ -109,11 +102,6 @@ class TorchExportRuntime(Runtime):
 
     def describe(self) -> dict[str, Any]:
         return super().describe() | {"torch_compile": self.compile_mode}
-
-    def _to_tensor(self, array: np.ndarray) -> Any:
-        if not array.flags.writeable or not array.flags.c_contiguous:
-            array = np.array(array, copy=True, order="C")
-        return self._torch.from_numpy(array).to(self._torch_device, non_blocking=True)
 
     def _outputs_by_name(self, result: Any) -> dict[str, Any]:
         """A dict with the declared names by name; anything else (a tensor, tuple, list or nested
@@ -127,23 +115,7 @@ class TorchExportRuntime(Runtime):
             )
         return dict(zip(self.output_names, values, strict=True))
 
-    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        torch = self._torch
-        try:
-            with torch.inference_mode(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                result = self.module(*(self._to_tensor(inputs[name]) for name in self.call_order))
-        except torch.cuda.OutOfMemoryError as exc:
-            torch.cuda.empty_cache()
-            raise OutOfMemory(str(exc)) from None
-        return {name: value.detach().cpu().numpy() for name, value in self._outputs_by_name(result).items()}
-
-    def memory_stats(self) -> dict[str, float]:
-        if self.device.kind != "cuda":
-            return {}
-        torch = self._torch
-        index = self.device.index or 0
-        return {
-            "allocated": float(torch.cuda.memory_allocated(index)),
-            "reserved": float(torch.cuda.memory_reserved(index)),
-        }
+    def _call(self, tensors: list[Any]) -> Any:
+        with warnings.catch_warnings():  # torch's own deprecation chatter from the exported graph
+            warnings.simplefilter("ignore")
+            return self.module(*tensors)

@@ -8,13 +8,11 @@ torch 2.13 deprecates TorchScript ("`torch.jit.load` is deprecated. Please switc
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
-from shim.runtimes.base import OutOfMemory, Runtime, RuntimeLoadError
-from shim.runtimes.device import DeviceRequest, choose_torch_device
+from shim.runtimes.base import RuntimeLoadError
+from shim.runtimes.device import DeviceRequest
+from shim.runtimes.torch_module import TorchModuleRuntime
 from shim.spec.kernel import Kernel
 
 TORCH_MISSING = (
@@ -40,28 +38,18 @@ def load_torchscript(torch: Any, path: str, map_location: Any) -> Any:
         return torch.jit.load(path, map_location=map_location)
 
 
-class TorchScriptRuntime(Runtime):
+class TorchScriptRuntime(TorchModuleRuntime):
     framework = "torchscript"
 
     def __init__(self, kernel: Kernel, request: DeviceRequest, threads: int) -> None:
-        super().__init__(kernel)
-        torch = self._torch = import_torch()
-        self.device = choose_torch_device(request, torch.cuda.is_available(), torch.cuda.device_count())
-        self.threads = threads
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-        self._torch_device = torch.device(self.device.label)
+        torch = import_torch()
+        super().__init__(kernel, torch, request, threads)
         try:
             self.module = load_torchscript(torch, str(kernel.model_path), self._torch_device)
         except Exception as exc:
             raise RuntimeLoadError(f"torch.jit.load could not load {kernel.model_path}: {exc}") from None
         self.module.eval()
-        self.input_names = [t.name for t in kernel.inputs]
-
-    def _to_tensor(self, array: np.ndarray) -> Any:
-        if not array.flags.writeable or not array.flags.c_contiguous:
-            array = np.array(array, copy=True, order="C")
-        return self._torch.from_numpy(array).to(self._torch_device, non_blocking=True)
+        self.argument_names = [t.name for t in kernel.inputs]
 
     def _outputs_by_name(self, result: Any) -> dict[str, Any]:
         if isinstance(result, dict):
@@ -75,23 +63,3 @@ class TorchScriptRuntime(Runtime):
                 f"the model returned {len(values)} output(s); the contract declares {len(self.output_names)}"
             )
         return dict(zip(self.output_names, values, strict=False))
-
-    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        torch = self._torch
-        try:
-            with torch.inference_mode():
-                result = self.module(*(self._to_tensor(inputs[name]) for name in self.input_names))
-        except torch.cuda.OutOfMemoryError as exc:
-            torch.cuda.empty_cache()
-            raise OutOfMemory(str(exc)) from None
-        return {name: value.detach().cpu().numpy() for name, value in self._outputs_by_name(result).items()}
-
-    def memory_stats(self) -> dict[str, float]:
-        if self.device.kind != "cuda":
-            return {}
-        torch = self._torch
-        index = self.device.index or 0
-        return {
-            "allocated": float(torch.cuda.memory_allocated(index)),
-            "reserved": float(torch.cuda.memory_reserved(index)),
-        }
