@@ -95,6 +95,10 @@ class InferenceApp:
         self._model_config_body = json_bytes(self.dataplane.model_config())
         #: other transports on the same dataplane, started and stopped with this one (gRPC)
         self.companions: list[Any] = []
+        #: set on SIGTERM: every response from then on closes its connection (see server/main.py)
+        self.closing = False
+        #: HTTP requests begun; the shutdown watches it to see when clients have gone quiet
+        self.requests_begun = 0
 
     @property
     def in_flight(self) -> int:
@@ -137,6 +141,9 @@ class InferenceApp:
         method: str = scope["method"]
         dataplane = self.dataplane
         call = None
+        self.requests_begun += 1
+        if self.closing:
+            send = _closing_connection(send)
         try:
             route, model, version = self._match(path, method)
             if dataplane.guarded and not route.open:
@@ -369,6 +376,19 @@ def _client_host(scope: Scope) -> str:
 def _client(scope: Scope) -> str:
     client = scope.get("client")
     return f"{client[0]}:{client[1]}" if client else "-"
+
+
+def _closing_connection(send: Send) -> Send:
+    """``send`` with ``Connection: close`` on the response: while the server drains, a client
+    must not write its next request on this connection, where it could cross the server's close
+    (the keep-alive race, RFC 9112 9.6); it opens a new one and is answered or refused cleanly."""
+
+    async def closing_send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
+        await send(message)
+
+    return closing_send
 
 
 async def _respond(

@@ -63,6 +63,8 @@ class Batcher:
     #: (wake the worker, wake the loop) cost more than the model itself. Slower models, and any
     #: request that has company (so could share a batch), go through the worker.
     INLINE_BELOW_S = 0.0002
+    #: How many recent executions the typical execution time is the median of.
+    RECENT_EXECUTIONS = 9
 
     def __init__(
         self,
@@ -84,7 +86,9 @@ class Batcher:
         self._cv = threading.Condition()
         self._stopping = False
         self._busy = False  # the worker is running a batch
-        self._compute_ema: float | None = None  # recent seconds per execution; None until measured
+        #: seconds per execution of the last few executions; empty until measured
+        self._recent_compute: deque[float] = deque(maxlen=self.RECENT_EXECUTIONS)
+        self._typical_compute: float | None = None  # their median
         self._batch_started = 0.0
         self._thread = threading.Thread(target=self._work, name="shim-model-worker", daemon=True)
         self._thread.start()
@@ -168,27 +172,34 @@ class Batcher:
                 self.metrics.queue_seconds.observe(started - job.enqueued)
             self.metrics.batch_size.observe(len(batch))
             self._batch_started = started
-            self._run(batch)
+            answers = self._run(batch)
             self._note_compute(time.perf_counter() - started)
+            # Free before the answers go out: the event loop, woken by the first one, may submit
+            # the next request at once and must see an idle worker and the new execution time.
             self._busy = False
+            for job, result, error in answers:
+                job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
+            if self.runtime.device.kind == "cuda":
+                self._note_device_memory()
 
     # -- inline fast path (event-loop thread) ---------------------------------------------------
 
     def _inline_ok(self) -> bool:
-        ema = self._compute_ema
-        return (ema is not None and ema < self.INLINE_BELOW_S and self._in_flight() <= 1
+        typical = self._typical_compute
+        return (typical is not None and typical < self.INLINE_BELOW_S and self._in_flight() <= 1
                 and not self._busy and not self._queue and self.runtime.device.kind == "cpu")
 
     def _note_compute(self, seconds: float) -> None:
         self.metrics.compute_seconds.observe(seconds)
-        # Each sample counts for at most twice the threshold: one execution the OS preempted for
-        # milliseconds says nothing about the model, and unclipped it would lift the average over
-        # the threshold for the next several requests, each then paying two thread hand-offs (seen
-        # under py-spy/cProfile on a busy 2-core machine: about 1 request in 10 at concurrency 1).
-        # A model that is really slower keeps the average at the cap, above the threshold.
-        sample = min(seconds, 2 * self.INLINE_BELOW_S)
-        ema = self._compute_ema
-        self._compute_ema = sample if ema is None else 0.8 * ema + 0.2 * sample
+        # The median of the last few executions, not an average: on a busy machine the OS preempts
+        # an execution now and then for milliseconds, which says nothing about the model. An
+        # average (even of clipped samples) let one or two such stalls lift a 50 us model over the
+        # threshold, and every following request then paid two thread hand-offs (seen under
+        # py-spy/cProfile on a loaded 2-core machine). A model that is really slower than the
+        # threshold moves the median within a few executions.
+        recent = self._recent_compute
+        recent.append(seconds)
+        self._typical_compute = sorted(recent)[len(recent) // 2]
 
     def _run_inline(self, inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
         """Run one request right here; same metrics and the same errors as the worker's path."""
@@ -214,12 +225,18 @@ class Batcher:
             " or send smaller requests"
         )
 
+    def _note_device_memory(self) -> None:
+        stats = self.runtime.memory_stats()
+        self.metrics.gpu_memory_used.set(stats.get("allocated", 0.0))
+        self.metrics.gpu_memory_reserved.set(stats.get("reserved", 0.0))
+
     @staticmethod
     def _model_failure(exc: Exception) -> ModelFailure:
         log.warning("model raised", extra={"error": f"{type(exc).__name__}: {str(exc)[:500]}"})
         return ModelFailure(f"the model failed: {type(exc).__name__}: {str(exc)[:1000]}")
 
-    def _run(self, batch: list[Job]) -> None:
+    def _run(self, batch: list[Job]) -> list[tuple[Job, Any, BaseException | None]]:
+        """Execute ``batch``; each job's result or error, for the caller to deliver."""
         try:
             if len(batch) == 1:
                 results = [self.runtime.predict(batch[0].inputs)]
@@ -232,24 +249,14 @@ class Batcher:
                 results = [{name: parts[i] for name, parts in split.items()} for i in range(len(batch))]
         except OutOfMemory as exc:
             error = self._out_of_memory(exc, len(batch), sum(j.rows for j in batch))
-            for job in batch:
-                job.loop.call_soon_threadsafe(_resolve, job.future, None, error)
-            return
+            return [(job, None, error) for job in batch]
         except Exception as exc:
             if len(batch) > 1:  # isolate the request that made the model fail
-                for job in batch:
-                    self._run([job])
-                return
-            failure = self._model_failure(exc)
-            batch[0].loop.call_soon_threadsafe(_resolve, batch[0].future, None, failure)
-            return
+                return [answer for job in batch for answer in self._run([job])]
+            return [(batch[0], None, self._model_failure(exc))]
         finished = time.perf_counter()
-        for job, result in zip(batch, results, strict=True):
+        for job in batch:
             if job.trace is not None:  # tracing: recorded before the request can see its result
                 job.trace.extend((job.enqueued, self._batch_started, finished, len(batch),
                                   sum(j.rows for j in batch)))
-            job.loop.call_soon_threadsafe(_resolve, job.future, result, None)
-        if self.runtime.device.kind == "cuda":
-            stats = self.runtime.memory_stats()
-            self.metrics.gpu_memory_used.set(stats.get("allocated", 0.0))
-            self.metrics.gpu_memory_reserved.set(stats.get("reserved", 0.0))
+        return [(job, result, None) for job, result in zip(batch, results, strict=True)]

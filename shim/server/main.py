@@ -2,16 +2,19 @@
 
 The kernel is checked statically before the port opens (an invalid kernel never starts). The
 model itself is loaded after the server is live, so readiness reports why a model is not
-serving. SIGTERM first marks the model not ready, then uvicorn stops accepting connections,
-finishes every in-flight request and exits 0.
+serving. SIGTERM first marks the model not ready and keeps answering, each response closing its
+connection, until the clients have gone quiet (at most ``drain_s``); then uvicorn stops accepting
+connections, finishes every in-flight request and exits 0.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 import uvicorn
@@ -29,7 +32,19 @@ log = logging.getLogger("shim.server")
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn's server, marking the model not ready as soon as a shutdown signal arrives."""
+    """uvicorn's server, draining before it closes on SIGTERM.
+
+    uvicorn alone closes the listener and every idle keep-alive connection at once; a client that
+    is just writing its next request on one gets a reset for a request the server never read.
+    Here the server first marks the model not ready and answers on, each response with
+    ``Connection: close``, so every client learns to reconnect from an answer instead of a reset;
+    it closes once no request has begun for ``QUIET_S``, no connection is left, or ``drain_s``
+    has passed (Kubernetes also keeps routing to a terminating pod for a moment).
+    """
+
+    #: clients that have sent nothing for this long are taken to have stopped
+    QUIET_S = 0.25
+    POLL_S = 0.02
 
     def __init__(self, config: uvicorn.Config, app: InferenceApp) -> None:
         super().__init__(config)
@@ -37,6 +52,7 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         self.inference_app.service.drain()
+        self.inference_app.closing = True
         log.info("shutdown signal received; draining", extra={"in_flight": self.inference_app.in_flight})
         super().handle_exit(sig, frame)
         # uvicorn >= 0.29 re-raises captured signals after its shutdown, which would end the process
@@ -44,6 +60,23 @@ class DrainingServer(uvicorn.Server):
         captured = getattr(self, "_captured_signals", None)
         if isinstance(captured, list) and sig == signal.SIGTERM:
             captured[:] = [s for s in captured if s != signal.SIGTERM]
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        if self.inference_app.closing:
+            await self._until_quiet(self.inference_app.settings.drain_s)
+        await super().shutdown(sockets)
+
+    async def _until_quiet(self, limit_s: float) -> None:
+        app = self.inference_app
+        deadline = time.monotonic() + limit_s
+        begun, quiet_since = app.requests_begun, time.monotonic()
+        while not self.force_exit and self.server_state.connections:
+            now = time.monotonic()
+            if now >= deadline or now - quiet_since >= self.QUIET_S:
+                return
+            await asyncio.sleep(self.POLL_S)
+            if app.requests_begun != begun:
+                begun, quiet_since = app.requests_begun, time.monotonic()
 
 
 def _per_worker_threads(settings: ServerSettings) -> int:

@@ -31,6 +31,9 @@ class ServerSettings:
     max_body_bytes: int = 64 * 1024 * 1024
     max_elements_per_tensor: int = 16 * 1024 * 1024
     max_queue_size: int = 1024
+    # SIGTERM: first keep answering (each response closing its connection) until clients go quiet
+    # or drain_s passes, then stop accepting and give in-flight requests graceful_timeout_s
+    drain_s: float = 2.0
     graceful_timeout_s: float = 30.0
     retry_after_s: int = 1
     # How long a thread may hold the GIL while another waits for it (CPython's default is 5000).
@@ -85,6 +88,7 @@ _add("torch_compile", lambda v: v in ("off", "default", "max-autotune"), "off, d
 _add("max_body_bytes", lambda v: 1024 <= v <= 2**31, "between 1 KiB and 2 GiB")
 _add("max_elements_per_tensor", lambda v: 1 <= v <= 2**31, "between 1 and 2**31")
 _add("max_queue_size", lambda v: v >= 1, "at least 1")
+_add("drain_s", lambda v: 0 <= v <= 600, "between 0 and 600 seconds")
 _add("graceful_timeout_s", lambda v: 0 <= v <= 3600, "between 0 and 3600 seconds")
 _add("retry_after_s", lambda v: 0 <= v <= 3600, "between 0 and 3600 seconds")
 _add("gil_switch_interval_us", lambda v: 0 <= v <= 1_000_000, "between 0 (CPython's default) and 1000000")

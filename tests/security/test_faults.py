@@ -145,6 +145,56 @@ def test_sigterm_under_load_answers_every_accepted_request(start_server) -> None
     assert stats["ok"] >= ANSWERED_BEFORE_SIGTERM and total >= 500
 
 
+def test_sigterm_answers_kept_alive_connections_and_tells_them_to_close(start_server) -> None:
+    """After SIGTERM the server answers on (a request on a connection kept alive from before, and
+    new connections) with ``Connection: close`` on every response, rather than closing idle
+    connections under a client that is writing its next request (the keep-alive race)."""
+    server = start_server(name="keepalive", env={"KERNELSHIM_DRAIN_S": "2"})
+    server.wait_ready()
+    body, labels = _iris_cases()[0]
+    headers = {"Content-Type": "application/json"}
+    kept = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    kept.request("POST", "/v2/models/iris-classifier/infer", body, headers)
+    before = kept.getresponse()
+    before.read()
+    assert before.status == 200 and before.getheader("connection") is None
+
+    readiness: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+
+    def poll_readiness() -> None:  # traffic on new connections, so clients are not quiet yet
+        while not stop.is_set():
+            try:
+                probe = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+                probe.request("GET", "/v2/health/ready")
+                answer = probe.getresponse()
+                answer.read()
+                readiness.append((answer.status, answer.getheader("connection")))
+                probe.close()
+            except OSError:
+                return  # the listener has closed
+            time.sleep(0.01)
+
+    server.proc.send_signal(signal.SIGTERM)
+    poller = threading.Thread(target=poll_readiness, daemon=True)
+    poller.start()
+    deadline = time.monotonic() + 10
+    while not any(status == 503 for status, _ in readiness) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert any(status == 503 for status, _ in readiness), f"never reported draining: {readiness}"
+    kept.request("POST", "/v2/models/iris-classifier/infer", body, headers)
+    after = kept.getresponse()
+    payload = json.loads(after.read())
+    stop.set()
+    poller.join(10)
+    assert after.status == 200, payload
+    assert {o["name"]: o["data"] for o in payload["outputs"]}["label"] == labels
+    assert (after.getheader("connection") or "").lower() == "close"
+    draining = [connection for status, connection in readiness if status == 503]
+    assert draining and all((c or "").lower() == "close" for c in draining), readiness
+    assert server.proc.wait(30) in (0, -signal.SIGTERM), server.log()[-3000:]
+
+
 def test_clients_disconnecting_mid_request_leak_nothing(start_server) -> None:
     server = start_server(name="disconnect")
     server.wait_ready()
