@@ -44,4 +44,4 @@ tools:
 	bash .ci/install-kserve-client.sh
 
 test: install-dev tools
-	PATH="$(CURDIR)/.ci/bin:$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -ra tests
+	PATH="$(CURDIR)/.ci/bin:$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -ra --durations=25 tests
