@@ -229,23 +229,24 @@ def main(argv: list[str] | None = None) -> int:
         f"load {results['load_before'][0]:.2f}"
     )
 
+    wanted_venvs = [
+        s.venv for s in systems
+        if s.venv is not None and not (args.no_install and not peer_envs.is_installed(s.venv))
+    ]
+    installs = peer_envs.install_all(wanted_venvs)
+    for venv, (ok, seconds, reason) in installs.items():
+        results["peer_install"][venv] = {"ok": ok, "seconds": round(seconds, 1)}
+        log(f"peer venv {venv}: {'ok' if ok else 'FAILED'} ({seconds:.1f}s) {reason}")
     available = []
     for system in systems:
         if system.venv is None:
             available.append(system)
-            continue
-        if args.no_install and not peer_envs.is_installed(system.venv):
+        elif system.venv not in installs:
             results["unavailable"][system.name] = "peer venv not installed (--no-install)"
-            continue
-        ok, seconds, reason = peer_envs.install(
-            system.venv, peer_envs.VENV_ROOT / f"{system.venv}.install.log"
-        )
-        results["peer_install"][system.venv] = {"ok": ok, "seconds": round(seconds, 1)}
-        log(f"peer venv {system.venv}: {'ok' if ok else 'FAILED'} ({seconds:.1f}s) {reason}")
-        if ok:
+        elif installs[system.venv][0]:
             available.append(system)
         else:
-            results["unavailable"][system.name] = reason
+            results["unavailable"][system.name] = installs[system.venv][2]
 
     kernels = prepare(work)
     log("models exported: " + ", ".join(kernels))
