@@ -7,6 +7,7 @@ the log, and the process stays up instead of crash-looping without an explanatio
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -23,6 +24,17 @@ from shim.spec.kernel import Kernel
 log = logging.getLogger("shim.server")
 
 LOADING, READY, FAILED, DRAINING = "loading", "ready", "failed", "draining"
+
+
+def _freeze_loaded_heap() -> None:
+    """Take everything loaded so far (the interpreter's modules, onnxruntime/torch/scipy objects,
+    the model) out of the garbage collector's sight, as gc.freeze's documentation suggests for
+    long-lived processes. What stays collectable is what requests create. Without this each full
+    collection walks the whole loaded heap (~60 ms for the benchmark MLP server), and requests
+    kept alive for a moment (the drift monitor's queue) make full collections more frequent:
+    measured at 3.6 us of collector time per request without monitoring and 13.7 us with it."""
+    gc.collect()
+    gc.freeze()
 
 
 class ModelService:
@@ -80,6 +92,8 @@ class ModelService:
         )
         seconds = time.perf_counter() - started
         self.metrics.load_seconds.set(seconds)
+        if self.settings.gc_freeze:
+            _freeze_loaded_heap()
         if self.state == LOADING:
             self.state, self.reason = READY, "ready"
             self.metrics.ready.set(1)

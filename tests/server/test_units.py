@@ -280,3 +280,32 @@ def test_out_of_range_settings_are_refused_naming_the_option(values: dict, named
     environ = {f"KERNELSHIM_{k.upper()}": str(v) for k, v in values.items()}
     with pytest.raises(ValueError, match=named.split(" / ")[0]):
         settings_from_env({}, environ)
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_the_loaded_heap_is_frozen_out_of_the_collector_once_the_model_is_ready(freeze: bool) -> None:
+    """gc_freeze (default on): once loaded, the interpreter's and the model's objects are out of
+    the collector's sight, so full collections walk only what requests create."""
+    import gc
+    import time
+
+    from shim.contract.kernel import read_kernel
+    from shim.server.metrics import ServerMetrics
+    from shim.server.model_service import ModelService
+    from shim.server.settings import ServerSettings
+
+    iris = Path(__file__).resolve().parents[2] / "examples" / "kernels" / "iris-classifier"
+    gc.unfreeze()
+    settings = ServerSettings(kernel_dir=str(iris), threads=1, gc_freeze=freeze)
+    service = ModelService(read_kernel(iris), settings, ServerMetrics("iris-classifier", "1"),
+                           in_flight=lambda: 0)
+    try:
+        service.start()
+        deadline = time.monotonic() + 60
+        while service.state == "loading" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert service.ready, service.reason
+        assert (gc.get_freeze_count() > 10_000) is freeze, gc.get_freeze_count()
+    finally:
+        service.stop()
+        gc.unfreeze()
