@@ -238,7 +238,7 @@ def test_the_kserve_cpu_target_fields_exist_in_kserve(version):
     ("anchor", "line", "expected"),
     [
         (
-            '        scaleMetric                  = "cpu"',
+            '        scaleMetric                   = "cpu"',
             "        scaleTargte = 70",
             "spec.predictor.scaleTargte: not a field of V1beta1PredictorSpec",
         ),

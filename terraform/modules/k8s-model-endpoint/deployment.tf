@@ -35,9 +35,10 @@ resource "kubernetes_deployment_v1" "endpoint" {
       }
 
       spec {
-        service_account_name            = var.service_account_name
-        automount_service_account_token = false
-        enable_service_links            = false
+        service_account_name             = var.service_account_name
+        automount_service_account_token  = false
+        enable_service_links             = false
+        termination_grace_period_seconds = local.termination_grace_period_seconds
 
         security_context {
           run_as_non_root = true

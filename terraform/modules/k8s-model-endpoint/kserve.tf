@@ -32,14 +32,15 @@ resource "kubernetes_manifest" "inference_service" {
         # Only a real canary (below 100) is written: null leaves the field out of the object the
         # provider sends, and KServe reads an absent field as "all traffic to the newest ready
         # revision" (Standard mode has no revisions to split).
-        canaryTrafficPercent         = var.kserve_canary_traffic_percent < 100 ? var.kserve_canary_traffic_percent : null
-        scaleMetric                  = "cpu"
-        scaleTarget                  = var.target_cpu_utilization_percent
-        minReplicas                  = var.min_replicas
-        maxReplicas                  = var.max_replicas
-        serviceAccountName           = var.service_account_name
-        automountServiceAccountToken = false
-        labels                       = local.labels
+        canaryTrafficPercent          = var.kserve_canary_traffic_percent < 100 ? var.kserve_canary_traffic_percent : null
+        scaleMetric                   = "cpu"
+        scaleTarget                   = var.target_cpu_utilization_percent
+        minReplicas                   = var.min_replicas
+        maxReplicas                   = var.max_replicas
+        serviceAccountName            = var.service_account_name
+        automountServiceAccountToken  = false
+        terminationGracePeriodSeconds = local.termination_grace_period_seconds
+        labels                        = local.labels
         securityContext = {
           runAsNonRoot = true
           runAsUser    = 10001

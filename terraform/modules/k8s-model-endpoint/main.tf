@@ -38,11 +38,18 @@ locals {
   grpc      = local.grpc_port > 0
 
   environment = merge(var.environment, {
-    KERNELSHIM_MODEL_NAME    = var.model_name
-    KERNELSHIM_MODEL_VERSION = var.model_version
-    KERNELSHIM_PORT          = tostring(var.port)
-    KERNELSHIM_GRPC_PORT     = tostring(local.grpc_port)
+    KERNELSHIM_MODEL_NAME         = var.model_name
+    KERNELSHIM_MODEL_VERSION      = var.model_version
+    KERNELSHIM_PORT               = tostring(var.port)
+    KERNELSHIM_GRPC_PORT          = tostring(local.grpc_port)
+    KERNELSHIM_DRAIN_S            = tostring(var.drain_seconds)
+    KERNELSHIM_GRACEFUL_TIMEOUT_S = tostring(var.graceful_timeout_seconds)
   })
+
+  # SIGTERM: the shim drains (drain_seconds), then finishes in-flight requests
+  # (graceful_timeout_seconds); the kubelet's SIGKILL must come after both, with a margin for the
+  # process to exit. Kubernetes' default of 30 s would cut a 30 s graceful timeout short.
+  termination_grace_period_seconds = var.drain_seconds + var.graceful_timeout_seconds + 5
 
   # The InferenceService's container ports, the way KServe reads them: the first is the HTTP port
   # (the predictor Service's port 80); gRPC is a port named "h2c" (HTTP/2 cleartext), which

@@ -34,6 +34,28 @@ variable "port" {
   }
 }
 
+variable "drain_seconds" {
+  description = "After SIGTERM the shim keeps answering, each response closing its connection, until clients go quiet or this many seconds pass (Kubernetes still routes to a terminating pod for a moment). Passed as KERNELSHIM_DRAIN_S; counted into the pod's termination grace period."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.drain_seconds >= 0 && var.drain_seconds <= 600 && floor(var.drain_seconds) == var.drain_seconds
+    error_message = "The drain_seconds must be a whole number from 0 to 600."
+  }
+}
+
+variable "graceful_timeout_seconds" {
+  description = "How long the shim lets in-flight requests finish once it stops accepting. Passed as KERNELSHIM_GRACEFUL_TIMEOUT_S; the pod's termination grace period is drain_seconds + graceful_timeout_seconds + 5, so the kubelet never kills a draining server."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.graceful_timeout_seconds >= 0 && var.graceful_timeout_seconds <= 3600 && floor(var.graceful_timeout_seconds) == var.graceful_timeout_seconds
+    error_message = "The graceful_timeout_seconds must be a whole number from 0 to 3600."
+  }
+}
+
 variable "grpc_port" {
   description = "Port the shim's gRPC endpoint (the Open Inference Protocol over gRPC, plus grpc.health.v1) listens on inside the container; 8081 is KServe's gRPC port. 0 turns gRPC off. Not served in KServe Knative mode, which routes one port (REST)."
   type        = number
