@@ -40,9 +40,9 @@ class ServerSettings:
     # The model worker needs the GIL back for a moment after every execution; with the default it
     # can wait up to 5 ms behind the event loop decoding JSON. See docs/benchmarks.md.
     gil_switch_interval_us: int = 200
-    # Once the model is loaded, freeze the loaded heap out of the garbage collector's sight (see
-    # ModelService); false keeps CPython's default
-    gc_freeze: bool = True
+    # Once the model is loaded, freeze the loaded heap out of the garbage collector's sight and
+    # raise the young generation's threshold (see ModelService); false keeps CPython's defaults
+    gc_tuning: bool = True
     # access control and audit
     auth_tokens: tuple[str, ...] = field(default_factory=tuple)
     audit_log: bool = False

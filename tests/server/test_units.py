@@ -282,21 +282,23 @@ def test_out_of_range_settings_are_refused_naming_the_option(values: dict, named
         settings_from_env({}, environ)
 
 
-@pytest.mark.parametrize("freeze", [True, False])
-def test_the_loaded_heap_is_frozen_out_of_the_collector_once_the_model_is_ready(freeze: bool) -> None:
-    """gc_freeze (default on): once loaded, the interpreter's and the model's objects are out of
-    the collector's sight, so full collections walk only what requests create."""
+@pytest.mark.parametrize("tuning", [True, False])
+def test_the_collector_is_tuned_once_the_model_is_ready(tuning: bool) -> None:
+    """gc_tuning (default on): once loaded, the interpreter's and the model's objects are out of
+    the collector's sight (full collections walk only what requests create) and the young
+    generation's threshold is raised; off leaves CPython's settings alone."""
     import gc
     import time
 
     from shim.contract.kernel import read_kernel
     from shim.server.metrics import ServerMetrics
-    from shim.server.model_service import ModelService
+    from shim.server.model_service import YOUNG_THRESHOLD, ModelService
     from shim.server.settings import ServerSettings
 
     iris = Path(__file__).resolve().parents[2] / "examples" / "kernels" / "iris-classifier"
+    thresholds = gc.get_threshold()
     gc.unfreeze()
-    settings = ServerSettings(kernel_dir=str(iris), threads=1, gc_freeze=freeze)
+    settings = ServerSettings(kernel_dir=str(iris), threads=1, gc_tuning=tuning)
     service = ModelService(read_kernel(iris), settings, ServerMetrics("iris-classifier", "1"),
                            in_flight=lambda: 0)
     try:
@@ -305,7 +307,10 @@ def test_the_loaded_heap_is_frozen_out_of_the_collector_once_the_model_is_ready(
         while service.state == "loading" and time.monotonic() < deadline:
             time.sleep(0.05)
         assert service.ready, service.reason
-        assert (gc.get_freeze_count() > 10_000) is freeze, gc.get_freeze_count()
+        assert (gc.get_freeze_count() > 10_000) is tuning, gc.get_freeze_count()
+        expected = (YOUNG_THRESHOLD, *thresholds[1:]) if tuning else thresholds
+        assert gc.get_threshold() == expected
     finally:
         service.stop()
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
