@@ -49,6 +49,8 @@ class DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: InferenceApp) -> None:
         super().__init__(config)
         self.inference_app = app
+        # uvicorn's set of request tasks: one per request whose headers it has parsed
+        app.dataplane.arrived = self.server_state.tasks.__len__
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         self.inference_app.service.drain()

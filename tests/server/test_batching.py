@@ -7,6 +7,10 @@ queue must answer 503 with Retry-After instead of queueing without bound.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -71,6 +75,70 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(iris_serve
         if total > single or rounds == 5:
             break
     assert total > single, f"no execution merged more than one request in {rounds} rounds of 64"
+
+
+def _raw_request(body: bytes) -> bytes:
+    return (b"POST /v2/models/iris-classifier/infer HTTP/1.1\r\nHost: t\r\n"
+            b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode()
+            + b"\r\n\r\n" + body)
+
+
+def _read_response(sock: socket.socket) -> tuple[int, dict]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
+    while len(rest) < length:
+        rest += sock.recv(65536)
+    return int(lines[0].split()[1]), json.loads(rest[:length])
+
+
+def test_requests_that_arrive_together_are_batched_although_the_model_is_fast(server_factory):
+    """Requests already waiting on their connections share executions. A fast model runs inline
+    on the event loop when a request is alone; counted by running handlers only, a burst looked
+    like a row of lone requests (each handler runs to its end before the next starts), so under
+    load nothing was ever batched. The server is stopped while the burst is written, so every
+    request has arrived before it reads any."""
+    server = server_factory(IRIS)
+    session = ort.InferenceSession(str(IRIS / "model.onnx"), providers=["CPUExecutionProvider"])
+    warm = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.0, 3.0, 1.5, 0.2]}]}
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for _ in range(20):  # measured fast: from now on a lone request runs inline
+            assert client.post("/v2/models/iris-classifier/infer", json=warm).status_code == 200
+    rng = np.random.default_rng(11)
+    rows = [rng.uniform(0, 8, size=(1, 4)).astype(np.float32) for _ in range(16)]
+    sockets = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in rows]
+    try:
+        for sock in sockets:  # accepted before the burst
+            sock.sendall(_raw_request(json.dumps(warm).encode()))
+            assert _read_response(sock)[0] == 200
+        single_before, total_before = _batch_histogram(server)
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            for sock, x in zip(sockets, rows, strict=True):
+                body = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32",
+                                    "data": x.ravel().tolist()}]}
+                sock.sendall(_raw_request(json.dumps(body).encode()))
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        answers = [_read_response(sock) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+    for x, (status, body) in zip(rows, answers, strict=True):
+        assert status == 200, body
+        label, _ = session.run(["label", "probabilities"], {"X": x})
+        assert {o["name"]: o for o in body["outputs"]}["label"]["data"] == label.tolist()
+    single, total = _batch_histogram(server)
+    executions = total - total_before
+    assert executions < len(rows), (
+        f"{len(rows)} requests that arrived together ran in {executions} executions "
+        f"({single - single_before} of one request)"
+    )
 
 
 def test_slow_model_merges_waiting_requests(server_factory, slow_kernel):
