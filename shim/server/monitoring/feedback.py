@@ -8,10 +8,12 @@ Accuracy (or mean absolute error) is over the last ``window`` feedbacks.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +40,8 @@ class FeedbackStore:
         self.metric = metric  # "accuracy" or "mae"
         self.max_entries = max_entries
         self.ttl_s = ttl_s
-        self._entries: OrderedDict[str, tuple[float, np.ndarray]] = OrderedDict()
+        #: request id -> (expires, (predictions, first row, end row))
+        self._entries: OrderedDict[str, tuple[float, tuple[np.ndarray, int, int]]] = OrderedDict()
         self._lock = threading.Lock()
         self._outcomes: deque[float] = deque(maxlen=window)
         self._sum = 0.0
@@ -48,15 +51,29 @@ class FeedbackStore:
         self.remember_many([(request_id, predicted)], now)
 
     def remember_many(self, served: list[tuple[str, np.ndarray]], now: float | None = None) -> None:
-        """Keep the predictions of many requests (one lock, one trim: the monitor thread calls this
-        once per drain). A repeated id replaces its prediction and becomes the newest."""
+        """Keep the predictions of many requests, each its own array (one lock, one trim). A
+        repeated id replaces its prediction and becomes the newest."""
+        self._keep([request_id for request_id, _ in served],
+                   [(predicted, 0, predicted.shape[0]) for _, predicted in served], now)
+
+    def remember_rows(self, request_ids: list[str], predicted: np.ndarray, ends: list[int] | range,
+                      now: float | None = None) -> None:
+        """Keep the predictions of many requests given as one array and where each request's rows
+        end in it (the monitor thread, once per drain): the entries share that array and their
+        tuples are made by ``zip``, so a drain costs no Python-level work per request."""
+        starts = range(len(ends)) if isinstance(ends, range) else [0, *ends[:-1]]
+        self._keep(request_ids, zip(itertools.repeat(predicted), starts, ends), now)
+
+    def _keep(self, request_ids: list[str], where: Iterable[tuple[np.ndarray, int, int]],
+              now: float | None) -> None:
         expires = (now if now is not None else time.monotonic()) + self.ttl_s
         with self._lock:
             entries = self._entries
-            for request_id, predicted in served:
-                if request_id in entries:
-                    entries.move_to_end(request_id)
-                entries[request_id] = (expires, predicted)
+            if not entries.keys().isdisjoint(request_ids):  # a repeated id becomes the newest
+                for request_id in request_ids:
+                    if request_id in entries:
+                        entries.move_to_end(request_id)
+            entries.update(zip(request_ids, zip(itertools.repeat(expires), where), strict=True))
             for _ in range(len(entries) - self.max_entries):
                 entries.popitem(last=False)
 
@@ -74,7 +91,8 @@ class FeedbackStore:
                 self._entries.popitem(last=False)
         if entry is None or entry[0] <= now:
             return None
-        return entry[1]
+        predicted, start, end = entry[1]
+        return predicted[start:end]
 
     def join(self, predicted: np.ndarray, truth: Any) -> Joined:
         """Score one feedback; ``truth`` is one value per row of the request (a scalar for one row)."""

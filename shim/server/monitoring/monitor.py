@@ -71,12 +71,14 @@ def _merged(items: list[Any]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarr
         return None
     try:
         inputs = {
-            name: np.concatenate([item[1][name] for item in items], dtype=first_inputs[name].dtype,
+            name: np.concatenate(list(map(operator.itemgetter(name), map(_INPUTS, items))),
+                                 dtype=first_inputs[name].dtype,
                                  casting="no")
             for name in input_names
         }
         outputs = {
-            name: np.concatenate([item[2][name] for item in items], dtype=first_outputs[name].dtype,
+            name: np.concatenate(list(map(operator.itemgetter(name), map(_OUTPUTS, items))),
+                                 dtype=first_outputs[name].dtype,
                                  casting="no")
             for name in output_names
         }
@@ -121,6 +123,10 @@ class _Series:
         self.chunks: list[np.ndarray] = []
         self.streak = 0
         self.alerting = False
+        # this series' Prometheus children, looked up once (``labels`` costs microseconds a call)
+        self.statistic_gauge: Any = None
+        self.p_value_gauge: Any = None
+        self.alert_gauge: Any = None
 
 
 class Monitor:
@@ -255,7 +261,10 @@ class Monitor:
         )
         self._labels = (model, version)
         for series in self.series.values():
-            self.m_alert.labels(model, version, series.name).set(0)
+            series.statistic_gauge = self.m_statistic.labels(model, version, series.name, series.test)
+            series.p_value_gauge = self.m_p_value.labels(model, version, series.name)
+            series.alert_gauge = self.m_alert.labels(model, version, series.name)
+            series.alert_gauge.set(0)
         self._known_classes = {
             name: set(s.reference.categories[:MAX_CLASS_LABELS])
             for name, s in self.series.items()
@@ -295,11 +304,10 @@ class Monitor:
     def process(self) -> None:
         """Drain observed requests and evaluate every window that is complete."""
         with self._work:
-            while self._pending:
-                drained = []
-                while self._pending and len(drained) < DRAIN_BATCH:
-                    drained.append(self._pending.popleft())
-                self._take_many(drained)
+            pending = self._pending
+            take = pending.popleft
+            while pending:  # only this thread takes, so at least len(pending) are there to take
+                self._take_many([take() for _ in range(min(len(pending), DRAIN_BATCH))])
                 while self._rows >= self.spec.window.rows:
                     self._evaluate(self.spec.window.rows)
             seconds = self.spec.window.seconds
@@ -336,14 +344,15 @@ class Monitor:
         if name is None or name not in outputs:
             return
         predicted = self._predicted(outputs[name])
+        ids = list(map(operator.itemgetter(0), items))
         rows = list(map(len, map(operator.itemgetter(name), map(_OUTPUTS, items))))  # merged: ndim >= 1
-        self.feedback.remember_many(
-            [
-                (item[0], predicted[end - count : end])
-                for item, count, end in zip(items, rows, itertools.accumulate(rows), strict=True)
-                if item[0] is not None
-            ]
-        )
+        ends: list[int] | range = (range(1, len(items) + 1) if rows.count(1) == len(rows)
+                                   else list(itertools.accumulate(rows)))
+        if None in ids:  # requests without an id cannot be given feedback
+            kept = [i for i, request_id in enumerate(ids) if request_id is not None]
+            self.feedback.remember_many([(ids[i], predicted[ends[i] - rows[i] : ends[i]]) for i in kept])
+            return
+        self.feedback.remember_rows(ids, predicted, ends)
 
     def _take(
         self, request_id: str | None, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
@@ -376,7 +385,7 @@ class Monitor:
         rows = array.reshape(array.shape[0] if array.ndim else 1, -1)
         if self.outputs.get(self.feedback_output) == "probability":
             return rows.argmax(axis=1)
-        return rows[:, 0]
+        return rows[:, 0].copy()  # kept by the feedback store: not a view holding the whole output
 
     def _count_classes(self, name: str, values: np.ndarray) -> None:
         known = self._known_classes[name]
@@ -427,10 +436,10 @@ class Monitor:
             series.streak = series.streak + 1 if drift else 0
             was = series.alerting
             series.alerting = series.streak >= self.spec.windows_in_a_row
-            self.m_statistic.labels(model, version, name, result.test).set(result.statistic)
+            series.statistic_gauge.set(result.statistic)
             if p_value is not None:
-                self.m_p_value.labels(model, version, name).set(p_value)
-            self.m_alert.labels(model, version, name).set(1 if series.alerting else 0)
+                series.p_value_gauge.set(p_value)
+            series.alert_gauge.set(1 if series.alerting else 0)
             if series.alerting and not was:
                 log.warning(
                     self._alert_line(series, result, p_value, rows),
