@@ -96,6 +96,7 @@ class ModelService:
             max_queue_delay_us=self.kernel.batching.max_queue_delay_us,
             max_queue_size=self.settings.max_queue_size,
             in_flight=self._in_flight,
+            short_switch_interval_s=self.settings.gil_switch_interval_us / 1_000_000,
         )
         seconds = time.perf_counter() - started
         self.metrics.load_seconds.set(seconds)

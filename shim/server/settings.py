@@ -38,7 +38,9 @@ class ServerSettings:
     retry_after_s: int = 1
     # How long a thread may hold the GIL while another waits for it (CPython's default is 5000).
     # The model worker needs the GIL back for a moment after every execution; with the default it
-    # can wait up to 5 ms behind the event loop decoding JSON. See docs/benchmarks.md.
+    # can wait up to 5 ms behind the event loop decoding JSON. Kept while the model's executions
+    # take 1 ms of CPU or more; a faster CPU model gets the default back (Batcher). 0 leaves the
+    # interpreter alone. See docs/benchmarks.md.
     gil_switch_interval_us: int = 200
     # Once the model is loaded, freeze the loaded heap out of the garbage collector's sight and
     # raise the young generation's threshold (see ModelService); false keeps CPython's defaults

@@ -7,11 +7,13 @@ of about two seconds between the right and the wrong behaviour.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import Mapping
 
 import numpy as np
+import pytest
 
 from shim.contract.kernel import read_kernel
 from shim.runtimes.base import Runtime, load_runtime
@@ -146,3 +148,47 @@ def test_a_slow_model_runs_on_the_worker_even_when_alone():
     finally:
         batcher.stop()
     assert runtime.threads_seen == ["shim-model-worker"] * 6
+
+
+class BusyRuntime(HiccupRuntime):
+    """The iris model, each execution also burning ``cpu_s`` of its thread's CPU."""
+
+    def __init__(self, cpu_s: float) -> None:
+        super().__init__(stall_s=0.0)
+        self.cpu_s = cpu_s
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        began = time.thread_time()
+        while time.thread_time() - began < self.cpu_s:
+            pass
+        return super().predict(inputs)
+
+
+def _switch_interval_after(runtime: Runtime, executions: int) -> float:
+    """The interpreter's switch interval after ``executions`` worker executions, starting short."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(0.0002)  # what tune_interpreter sets from gil_switch_interval_us
+    batcher = Batcher(runtime, ServerMetrics("iris", "1"), max_batch_size=8, max_queue_delay_us=0,
+                      max_queue_size=16, in_flight=lambda: 2, short_switch_interval_s=0.0002)
+
+    async def sequential() -> None:
+        for value in range(executions):
+            await batcher.submit(row(float(value)))
+
+    try:
+        asyncio.run(sequential())
+        return sys.getswitchinterval()
+    finally:
+        batcher.stop()
+        sys.setswitchinterval(previous)
+
+
+def test_a_fast_model_gets_cpythons_switch_interval_back_and_a_compute_bound_one_keeps_the_short_one():
+    """The short GIL switch interval helps a compute-bound model take the GIL back after each long
+    native execution; for a microsecond model it only interrupts the event loop."""
+    assert _switch_interval_after(HiccupRuntime(stall_s=0.0), 12) == pytest.approx(0.005)
+    assert _switch_interval_after(BusyRuntime(cpu_s=0.003), 12) == pytest.approx(0.0002)
+    # wall time spent off the CPU (waiting for the GIL, sleeping) is not the model's work
+    sleepy = HiccupRuntime(stall_s=0.0)
+    sleepy.predict = lambda inputs, inner=sleepy.predict: (time.sleep(0.003), inner(inputs))[1]
+    assert _switch_interval_after(sleepy, 12) == pytest.approx(0.005)

@@ -51,7 +51,13 @@ _SHOWN = {"ks": "KS D", "chi2": "chi-squared", "psi": "PSI"}
 
 
 #: Observed requests merged into one piece of work by the monitor thread.
-DRAIN_BATCH = 4096
+DRAIN_BATCH = 256
+#: The monitor thread sleeps this long after each piece of work (a drained batch, one feature's
+#: test), so that the event loop, if it waits for the GIL, takes it then. Without it the loop
+#: could wait a whole switch interval (5 ms, CPython's default, which fast models run with) behind
+#: background statistics. A voluntary release without a sleep does not hand the GIL over: the
+#: releasing thread takes it back before the waiter wakes.
+YIELD_S = 0.00005
 _INPUTS = operator.itemgetter(1)
 _OUTPUTS = operator.itemgetter(2)
 
@@ -297,23 +303,26 @@ class Monitor:
     def _run(self) -> None:
         while not self._stop.wait(POLL_S):
             try:
-                self.process()
+                self.process(YIELD_S)
             except Exception:  # a defect here must never stop serving; say so and carry on
                 log.exception("monitoring failed on a window; monitoring continues")
 
-    def process(self) -> None:
-        """Drain observed requests and evaluate every window that is complete."""
+    def process(self, pause_s: float = 0.0) -> None:
+        """Drain observed requests and evaluate every window that is complete; the monitor thread
+        pauses ``pause_s`` after each piece of work (``YIELD_S``), a caller on the event loop not."""
         with self._work:
             pending = self._pending
             take = pending.popleft
             while pending:  # only this thread takes, so at least len(pending) are there to take
                 self._take_many([take() for _ in range(min(len(pending), DRAIN_BATCH))])
+                if pause_s:
+                    time.sleep(pause_s)
                 while self._rows >= self.spec.window.rows:
-                    self._evaluate(self.spec.window.rows)
+                    self._evaluate(self.spec.window.rows, pause_s)
             seconds = self.spec.window.seconds
             if seconds and time.monotonic() - self._window_started >= seconds:
                 if self._rows >= self.spec.window.min_rows:
-                    self._evaluate(self._rows)
+                    self._evaluate(self._rows, pause_s)
                 else:
                     self._window_started = time.monotonic()
 
@@ -400,7 +409,7 @@ class Monitor:
         series.chunks = [values[rows:]] if values.shape[0] > rows else []
         return values[:rows]
 
-    def _evaluate(self, rows: int) -> None:
+    def _evaluate(self, rows: int, pause_s: float = 0.0) -> None:
         results: dict[str, TestResult] = {}
         rates: dict[str, float] = {}
         for series in self.series.values():
@@ -412,6 +421,8 @@ class Monitor:
             elif series.kind == "continuous":
                 values = values.astype(np.float64)
             results[series.name] = TESTS[series.test](values, series.reference)
+            if pause_s:
+                time.sleep(pause_s)
         self._rows -= rows
         self._window_started = time.monotonic()
         self._windows += 1
