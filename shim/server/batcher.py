@@ -59,11 +59,17 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | No
 
 
 class Batcher:
-    #: A model whose recent executions took less than this runs on the event loop's thread when
-    #: it is the only request in flight: for a microsecond-scale model the two thread hand-offs
-    #: (wake the worker, wake the loop) cost more than the model itself. Slower models, and any
-    #: request that has company (so could share a batch), go through the worker.
+    #: A model whose recent executions took less than this of their thread's CPU runs on the
+    #: event loop's thread when it is the only request in flight: for a microsecond-scale model
+    #: the two thread hand-offs (wake the worker, wake the loop) cost more than the model itself.
+    #: Slower models, and any request that has company (so could share a batch), go through the
+    #: worker. CPU time, because wall time also counts the OS preempting the thread and waits for
+    #: the GIL: on a loaded machine (CI) most executions of a 30 us model measured over 200 us of
+    #: wall time, and every lone request then paid the hand-offs.
     INLINE_BELOW_S = 0.0002
+    #: ... unless their wall time is this long: a model that waits (I/O, a lock, a device) costs
+    #: little CPU but would stall every other request on the event loop.
+    BLOCKING_FROM_S = 0.001
     #: How many recent executions the typical execution time is the median of.
     RECENT_EXECUTIONS = 9
     #: The short GIL switch interval (``gil_switch_interval_us``) is kept only while the worker's
@@ -102,10 +108,12 @@ class Batcher:
         #: seconds per execution of the last few executions; empty until measured
         self._recent_compute: deque[float] = deque(maxlen=self.RECENT_EXECUTIONS)
         self._typical_compute: float | None = None  # their median
+        #: the same executions' CPU time on their thread (``time.thread_time``), and its median
+        self._recent_cpu: deque[float] = deque(maxlen=self.RECENT_EXECUTIONS)
+        self._typical_cpu: float | None = None
         self._batch_started = 0.0
         #: 0: the interpreter's switch interval is left as it is (GPU models, or the setting is 0)
         self._short_switch_s = short_switch_interval_s if runtime.device.kind == "cpu" else 0.0
-        self._recent_cpu: deque[float] = deque(maxlen=self.RECENT_EXECUTIONS)
         self._short_switch = True  # as tune_interpreter set it
         self._thread = threading.Thread(target=self._work, name="shim-model-worker", daemon=True)
         self._thread.start()
@@ -191,9 +199,9 @@ class Batcher:
             self._batch_started = started
             cpu = time.thread_time()
             answers = self._run(batch)
-            self._note_compute(time.perf_counter() - started)
+            self._note_compute(time.perf_counter() - started, time.thread_time() - cpu)
             if self._short_switch_s:
-                self._tune_switch_interval(time.thread_time() - cpu)
+                self._tune_switch_interval()
             # Free before the answers go out: the event loop, woken by the first one, may submit
             # the next request at once and must see an idle worker and the new execution time.
             self._busy = False
@@ -202,25 +210,25 @@ class Batcher:
             if self.runtime.device.kind == "cuda":
                 self._note_device_memory()
 
-    def _tune_switch_interval(self, cpu_s: float) -> None:
-        recent = self._recent_cpu
-        recent.append(cpu_s)
-        short = sorted(recent)[len(recent) // 2] >= self.SHORT_SWITCH_FROM_S
+    def _tune_switch_interval(self) -> None:
+        cpu = self._typical_cpu
+        short = cpu is not None and cpu >= self.SHORT_SWITCH_FROM_S
         if short != self._short_switch:
             self._short_switch = short
             interval = self._short_switch_s if short else self.DEFAULT_SWITCH_S
             sys.setswitchinterval(interval)
             log.info("GIL switch interval set", extra={"interval_us": round(interval * 1e6),
-                                                       "execution_cpu_us": round(cpu_s * 1e6, 1)})
+                                                       "execution_cpu_us": round((cpu or 0) * 1e6, 1)})
 
     # -- inline fast path (event-loop thread) ---------------------------------------------------
 
     def _inline_ok(self) -> bool:
-        typical = self._typical_compute
-        return (typical is not None and typical < self.INLINE_BELOW_S and self._in_flight() <= 1
-                and not self._busy and not self._queue and self.runtime.device.kind == "cpu")
+        cpu, wall = self._typical_cpu, self._typical_compute
+        return (cpu is not None and cpu < self.INLINE_BELOW_S and wall < self.BLOCKING_FROM_S  # type: ignore[operator]
+                and self._in_flight() <= 1 and not self._busy and not self._queue
+                and self.runtime.device.kind == "cpu")
 
-    def _note_compute(self, seconds: float) -> None:
+    def _note_compute(self, seconds: float, cpu_s: float) -> None:
         self.metrics.compute_seconds.observe(seconds)
         # The median of the last few executions, not an average: on a busy machine the OS preempts
         # an execution now and then for milliseconds, which says nothing about the model. An
@@ -231,12 +239,15 @@ class Batcher:
         recent = self._recent_compute
         recent.append(seconds)
         self._typical_compute = sorted(recent)[len(recent) // 2]
+        recent = self._recent_cpu
+        recent.append(cpu_s)
+        self._typical_cpu = sorted(recent)[len(recent) // 2]
 
     def _run_inline(self, inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
         """Run one request right here; same metrics and the same errors as the worker's path."""
         self.metrics.queue_seconds.observe(0.0)
         self.metrics.batch_size.observe(1)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             return self.runtime.predict(inputs)
         except OutOfMemory as exc:
@@ -244,7 +255,7 @@ class Batcher:
         except Exception as exc:
             raise self._model_failure(exc) from None
         finally:
-            self._note_compute(time.perf_counter() - started)
+            self._note_compute(time.perf_counter() - started, time.thread_time() - cpu)
 
     def _out_of_memory(self, exc: OutOfMemory, requests: int, rows: int) -> OutOfMemory:
         self.metrics.oom.inc()
