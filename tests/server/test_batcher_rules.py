@@ -112,21 +112,28 @@ class HiccupRuntime(Runtime):
         return self.inner.predict(inputs)
 
 
-def test_one_stalled_execution_does_not_send_a_fast_model_to_the_worker():
-    """A microsecond model runs inline when alone; a single 50 ms stall must not move the next
-    requests onto the worker thread (each would pay two thread hand-offs)."""
-    runtime = HiccupRuntime(stall_s=0.05)
+def _submit_one_by_one(runtime: Runtime, requests: int, in_flight: int = 1,
+                       short_switch_interval_s: float = 0.0) -> None:
+    """``requests`` requests through a batcher, each after the previous one's answer."""
     batcher = Batcher(runtime, ServerMetrics("iris", "1"), max_batch_size=8, max_queue_delay_us=0,
-                      max_queue_size=16, in_flight=lambda: 1)
+                      max_queue_size=16, in_flight=lambda: in_flight,
+                      short_switch_interval_s=short_switch_interval_s)
 
     async def sequential() -> None:
-        for value in range(15):
+        for value in range(requests):
             await batcher.submit(row(float(value)))
 
     try:
         asyncio.run(sequential())
     finally:
         batcher.stop()
+
+
+def test_one_stalled_execution_does_not_send_a_fast_model_to_the_worker():
+    """A microsecond model runs inline when alone; a single 50 ms stall must not move the next
+    requests onto the worker thread (each would pay two thread hand-offs)."""
+    runtime = HiccupRuntime(stall_s=0.05)
+    _submit_one_by_one(runtime, 15)
     main = threading.main_thread().name
     assert runtime.threads_seen[0] == "shim-model-worker"  # unmeasured at first: the worker measures it
     assert runtime.threads_seen[5] == main, runtime.threads_seen  # measured fast: inline when alone
@@ -139,17 +146,7 @@ def test_a_fast_model_on_a_loaded_machine_still_runs_inline_when_alone():
     skip the thread hand-offs (by wall time every one of them went to the worker)."""
     runtime = HiccupRuntime(stall_s=0.0)
     runtime.predict = lambda inputs, inner=runtime.predict: (time.sleep(0.0004), inner(inputs))[1]
-    batcher = Batcher(runtime, ServerMetrics("iris", "1"), max_batch_size=8, max_queue_delay_us=0,
-                      max_queue_size=16, in_flight=lambda: 1)
-
-    async def sequential() -> None:
-        for value in range(10):
-            await batcher.submit(row(float(value)))
-
-    try:
-        asyncio.run(sequential())
-    finally:
-        batcher.stop()
+    _submit_one_by_one(runtime, 10)
     main = threading.main_thread().name
     assert runtime.threads_seen[0] == "shim-model-worker"  # unmeasured at first: the worker measures it
     assert runtime.threads_seen[5:] == [main] * 5, runtime.threads_seen  # measured: inline when alone
@@ -158,17 +155,7 @@ def test_a_fast_model_on_a_loaded_machine_still_runs_inline_when_alone():
 def test_a_slow_model_runs_on_the_worker_even_when_alone():
     runtime = HiccupRuntime(stall_s=0.0)
     runtime.predict = lambda inputs, inner=runtime.predict: (time.sleep(0.002), inner(inputs))[1]
-    batcher = Batcher(runtime, ServerMetrics("iris", "1"), max_batch_size=8, max_queue_delay_us=0,
-                      max_queue_size=16, in_flight=lambda: 1)
-
-    async def sequential() -> None:
-        for value in range(6):
-            await batcher.submit(row(float(value)))
-
-    try:
-        asyncio.run(sequential())
-    finally:
-        batcher.stop()
+    _submit_one_by_one(runtime, 6)
     assert runtime.threads_seen == ["shim-model-worker"] * 6
 
 
@@ -190,18 +177,10 @@ def _switch_interval_after(runtime: Runtime, executions: int) -> float:
     """The interpreter's switch interval after ``executions`` worker executions, starting short."""
     previous = sys.getswitchinterval()
     sys.setswitchinterval(0.0002)  # what tune_interpreter sets from gil_switch_interval_us
-    batcher = Batcher(runtime, ServerMetrics("iris", "1"), max_batch_size=8, max_queue_delay_us=0,
-                      max_queue_size=16, in_flight=lambda: 2, short_switch_interval_s=0.0002)
-
-    async def sequential() -> None:
-        for value in range(executions):
-            await batcher.submit(row(float(value)))
-
     try:
-        asyncio.run(sequential())
+        _submit_one_by_one(runtime, executions, in_flight=2, short_switch_interval_s=0.0002)
         return sys.getswitchinterval()
     finally:
-        batcher.stop()
         sys.setswitchinterval(previous)
 
 
