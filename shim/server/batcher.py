@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -56,6 +56,13 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | No
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+class Execution(NamedTuple):
+    """A typical execution: the medians of recent executions' wall time and CPU time."""
+
+    wall: float
+    cpu: float
 
 
 class Batcher:
@@ -105,12 +112,10 @@ class Batcher:
         self._cv = threading.Condition()
         self._stopping = False
         self._busy = False  # the worker is running a batch
-        #: seconds per execution of the last few executions; empty until measured
-        self._recent_compute: deque[float] = deque(maxlen=self.RECENT_EXECUTIONS)
-        self._typical_compute: float | None = None  # their median
-        #: the same executions' CPU time on their thread (``time.thread_time``), and its median
-        self._recent_cpu: deque[float] = deque(maxlen=self.RECENT_EXECUTIONS)
-        self._typical_cpu: float | None = None
+        #: (wall seconds, CPU seconds on the executing thread) of the last few executions, and
+        #: the median of each; None until measured
+        self._recent: deque[tuple[float, float]] = deque(maxlen=self.RECENT_EXECUTIONS)
+        self._typical: Execution | None = None
         self._batch_started = 0.0
         #: 0: the interpreter's switch interval is left as it is (GPU models, or the setting is 0)
         self._short_switch_s = short_switch_interval_s if runtime.device.kind == "cpu" else 0.0
@@ -211,22 +216,23 @@ class Batcher:
                 self._note_device_memory()
 
     def _tune_switch_interval(self) -> None:
-        cpu = self._typical_cpu
-        short = cpu is not None and cpu >= self.SHORT_SWITCH_FROM_S
+        typical = self._typical
+        short = typical is not None and typical.cpu >= self.SHORT_SWITCH_FROM_S
         if short != self._short_switch:
             self._short_switch = short
             interval = self._short_switch_s if short else self.DEFAULT_SWITCH_S
             sys.setswitchinterval(interval)
             log.info("GIL switch interval set", extra={"interval_us": round(interval * 1e6),
-                                                       "execution_cpu_us": round((cpu or 0) * 1e6, 1)})
+                                                       "execution_cpu_us": round(typical.cpu * 1e6, 1)
+                                                       if typical else None})
 
     # -- inline fast path (event-loop thread) ---------------------------------------------------
 
     def _inline_ok(self) -> bool:
-        cpu, wall = self._typical_cpu, self._typical_compute
-        return (cpu is not None and cpu < self.INLINE_BELOW_S and wall < self.BLOCKING_FROM_S  # type: ignore[operator]
-                and self._in_flight() <= 1 and not self._busy and not self._queue
-                and self.runtime.device.kind == "cpu")
+        typical = self._typical
+        return (typical is not None and typical.cpu < self.INLINE_BELOW_S
+                and typical.wall < self.BLOCKING_FROM_S and self._in_flight() <= 1
+                and not self._busy and not self._queue and self.runtime.device.kind == "cpu")
 
     def _note_compute(self, seconds: float, cpu_s: float) -> None:
         self.metrics.compute_seconds.observe(seconds)
@@ -236,12 +242,10 @@ class Batcher:
         # threshold, and every following request then paid two thread hand-offs (seen under
         # py-spy/cProfile on a loaded 2-core machine). A model that is really slower than the
         # threshold moves the median within a few executions.
-        recent = self._recent_compute
-        recent.append(seconds)
-        self._typical_compute = sorted(recent)[len(recent) // 2]
-        recent = self._recent_cpu
-        recent.append(cpu_s)
-        self._typical_cpu = sorted(recent)[len(recent) // 2]
+        recent = self._recent
+        recent.append((seconds, cpu_s))
+        middle = len(recent) // 2
+        self._typical = Execution(sorted(w for w, _ in recent)[middle], sorted(c for _, c in recent)[middle])
 
     def _run_inline(self, inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
         """Run one request right here; same metrics and the same errors as the worker's path."""
