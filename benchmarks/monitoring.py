@@ -95,11 +95,15 @@ def hot_path_ns(kernel: Path, calls: int = 200_000) -> dict[str, float]:
     return {"request_id_and_observe_ns": round(best * 1e9, 1)}
 
 
-def monitor_thread_us(kernel: Path, requests: int = 20_000, per_drain: int = 200) -> dict[str, float]:
+def monitor_thread_us(
+    kernel: Path, requests: int = 24_000, per_drain: int = 240, per_execution: int = 1
+) -> float:
     """In-process cost of the monitor thread's work per observed request: ``requests`` one-row
-    requests (distinct rows, softmax outputs), drained ``per_drain`` at a time as the thread does
-    every 50 ms at ~4,000 req/s, 20 windows of 1,000 rows tested. Best of 3: this is the CPU the
-    thread takes from the server's cores, apart from what the GIL adds."""
+    requests (distinct rows, softmax outputs) handed over as the batcher does, ``per_execution``
+    to an execution (1: every request ran alone, as at concurrency 1; ~30 at concurrency 32),
+    drained ``per_drain`` requests at a time as the thread does every 50 ms at ~4,800 req/s, 24
+    windows of 1,000 rows tested. Best of 3: this is the CPU the thread takes from the server's
+    cores, apart from what the GIL adds."""
     import time
 
     rng = np.random.default_rng(0)
@@ -109,17 +113,20 @@ def monitor_thread_us(kernel: Path, requests: int = 20_000, per_drain: int = 200
     best = float("inf")
     for _ in range(3):
         monitor = _monitor(kernel)
-        observed = [
-            (monitor.new_id(), {"x": rows[i : i + 1]}, {"probabilities": probabilities[i : i + 1]})
-            for i in range(requests)
+        executions = [
+            ([monitor.new_id() for _ in range(first, min(first + per_execution, requests))],
+             {"x": rows[first : first + per_execution]},
+             {"probabilities": probabilities[first : first + per_execution]})
+            for first in range(0, requests, per_execution)
         ]
+        per_round = max(1, per_drain // per_execution)
         started = time.perf_counter()
-        for first in range(0, requests, per_drain):
-            for item in observed[first : first + per_drain]:
-                monitor.observe(*item)
+        for first in range(0, len(executions), per_round):
+            for ids, inputs, outputs in executions[first : first + per_round]:
+                monitor.observe_execution(ids, inputs, outputs, [1] * len(ids))
             monitor.process()
         best = min(best, (time.perf_counter() - started) / requests)
-    return {"monitor_thread_us_per_request": round(best * 1e6, 2)}
+    return round(best * 1e6, 2)
 
 
 def _servers(plain: Path, monitored: Path, work: Path) -> dict[str, RunningServer]:
@@ -181,8 +188,10 @@ def run_all(
     monitored = monitored_copy(kernels["mlp"], work)
     hot = hot_path_ns(monitored)
     log(f"monitoring: request path adds {hot['request_id_and_observe_ns']} ns (request id + observe)")
-    hot.update(monitor_thread_us(monitored))
-    log(f"monitoring: the monitor thread's work costs {hot['monitor_thread_us_per_request']} us per request")
+    hot["monitor_thread_us_per_request"] = monitor_thread_us(monitored)
+    hot["monitor_thread_us_per_request_batched"] = monitor_thread_us(monitored, per_execution=30)
+    log(f"monitoring: the monitor thread's work costs {hot['monitor_thread_us_per_request']} us per request "
+        f"served alone, {hot['monitor_thread_us_per_request_batched']} us in executions of 30")
     payload = _payload()
     servers = _servers(kernels["mlp"], monitored, work)
     rounds_out: list[dict[str, Any]] = []

@@ -27,6 +27,12 @@ from shim.server.metrics import ServerMetrics
 
 log = logging.getLogger("shim.server")
 
+#: Called with every successful execution, on the thread that ran it: the requests' tags (request
+#: ids) in order, the inputs the model ran on (the batch's merged arrays), its outputs, and each
+#: request's rows. It must be O(1) (the drift monitor appends references to a deque): it runs
+#: before the requests are answered.
+Observer = Callable[[list[Any], dict[str, np.ndarray], dict[str, np.ndarray], list[int]], None]
+
 
 class QueueFull(Exception):
     """The bounded request queue is full."""
@@ -47,6 +53,8 @@ class Job:
     abandoned: bool = False
     #: tracing only: [enqueued, started, finished, batch size, rows] is appended when it ran
     trace: list[float] | None = None
+    #: what the observer is given for this request (its request id)
+    tag: Any = None
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -100,8 +108,13 @@ class Batcher:
         max_queue_size: int,
         in_flight: Callable[[], int],
         short_switch_interval_s: float = 0.0,
+        observer: Observer | None = None,
     ) -> None:
         self.runtime = runtime
+        #: the drift monitor, handed each execution whole: per execution, not per request, so its
+        #: thread merges a few arrays per batch instead of one per request (MLP at c=32: ~30
+        #: requests an execution)
+        self.observer = observer
         self.metrics = metrics
         self.max_batch_size = max(1, max_batch_size)
         self.batching = max_batch_size > 0
@@ -127,8 +140,8 @@ class Batcher:
     def depth(self) -> int:
         return len(self._queue)
 
-    async def submit(self, inputs: dict[str, np.ndarray],
-                     trace: list[float] | None = None) -> dict[str, np.ndarray]:
+    async def submit(self, inputs: dict[str, np.ndarray], trace: list[float] | None = None,
+                     tag: Any = None) -> dict[str, np.ndarray]:
         if len(self._queue) >= self.max_queue_size:
             raise QueueFull(f"the request queue is full ({self.max_queue_size} waiting)")
         loop = asyncio.get_running_loop()
@@ -136,14 +149,14 @@ class Batcher:
         rows = int(first.shape[0]) if self.batching and first.ndim else 1
         if self._inline_ok():
             if trace is None:
-                return self._run_inline(inputs, rows)
+                return self._run_inline(inputs, rows, tag)
             began = time.perf_counter()
             try:
-                return self._run_inline(inputs, rows)
+                return self._run_inline(inputs, rows, tag)
             finally:
                 trace.extend((began, began, time.perf_counter(), 1, rows))
         signature = tuple((name, a.shape[1:]) for name, a in inputs.items()) if self.batching else ()
-        job = Job(inputs, rows, signature, loop.create_future(), loop, trace=trace)
+        job = Job(inputs, rows, signature, loop.create_future(), loop, trace=trace, tag=tag)
         with self._cv:
             self._queue.append(job)
             self._cv.notify()
@@ -247,19 +260,22 @@ class Batcher:
         middle = len(recent) // 2
         self._typical = Execution(sorted(w for w, _ in recent)[middle], sorted(c for _, c in recent)[middle])
 
-    def _run_inline(self, inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+    def _run_inline(self, inputs: dict[str, np.ndarray], rows: int, tag: Any) -> dict[str, np.ndarray]:
         """Run one request right here; same metrics and the same errors as the worker's path."""
         self.metrics.queue_seconds.observe(0.0)
         self.metrics.batch_size.observe(1)
         started, cpu = time.perf_counter(), time.thread_time()
         try:
-            return self.runtime.predict(inputs)
+            outputs = self.runtime.predict(inputs)
         except OutOfMemory as exc:
             raise self._out_of_memory(exc, 1, rows) from None
         except Exception as exc:
             raise self._model_failure(exc) from None
         finally:
             self._note_compute(time.perf_counter() - started, time.thread_time() - cpu)
+        if self.observer is not None:
+            self.observer([tag], inputs, outputs, [rows])
+        return outputs
 
     def _out_of_memory(self, exc: OutOfMemory, requests: int, rows: int) -> OutOfMemory:
         self.metrics.oom.inc()
@@ -285,7 +301,9 @@ class Batcher:
         """Execute ``batch``; each job's result or error, for the caller to deliver."""
         try:
             if len(batch) == 1:
-                results = [self.runtime.predict(batch[0].inputs)]
+                merged = batch[0].inputs
+                outputs = self.runtime.predict(merged)
+                results = [outputs]
             else:
                 merged = {name: np.concatenate([job.inputs[name] for job in batch])
                           for name in batch[0].inputs}
@@ -301,6 +319,8 @@ class Batcher:
                 return [answer for job in batch for answer in self._run([job])]
             return [(batch[0], None, self._model_failure(exc))]
         finished = time.perf_counter()
+        if self.observer is not None:
+            self.observer([job.tag for job in batch], merged, outputs, [job.rows for job in batch])
         for job in batch:
             if job.trace is not None:  # tracing: recorded before the request can see its result
                 job.trace.extend((job.enqueued, self._batch_started, finished, len(batch),

@@ -132,6 +132,8 @@ class Dataplane:
         self.guarded = bool(self.tokens) or self.limiter is not None or self.audit is not None
         #: drift and live-accuracy monitoring; None (one ``if`` per request) without a profile
         self.monitor, self.monitoring_problem = build_monitor(kernel, self.metrics.registry)
+        if self.monitor is not None:  # the batcher hands it every execution's requests
+            self.service.observer = self.monitor.observe_execution
         #: OpenTelemetry tracer; None (one ``if`` per request) unless OTEL_* configure an exporter
         self.tracer = build_tracer(kernel)
         if self.tracer is not None:
@@ -241,10 +243,7 @@ class Dataplane:
             raise DataplaneError("unavailable", f"model {self.kernel.name!r} is not ready: "
                                  f"{self.service.reason}", retry_after_s=self.settings.retry_after_s)
         try:
-            outputs = await batcher.submit(inputs, trace)
-            if self.monitor is not None:
-                self.monitor.observe(request_id, inputs, outputs)
-            return outputs
+            return await batcher.submit(inputs, trace, request_id)
         except QueueFull as exc:
             raise DataplaneError("unavailable", f"{exc}; retry later",
                                  retry_after_s=self.settings.retry_after_s) from None

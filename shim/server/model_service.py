@@ -16,7 +16,7 @@ from typing import Any
 
 from shim.contract.model_run import ModelRunFailure, golden_sample_findings, load_as_served
 from shim.runtimes.base import Runtime
-from shim.server.batcher import Batcher
+from shim.server.batcher import Batcher, Observer
 from shim.server.metrics import ServerMetrics
 from shim.server.settings import ServerSettings
 from shim.spec.kernel import Kernel
@@ -56,6 +56,8 @@ class ModelService:
         self.batcher: Batcher | None = None
         self._in_flight = in_flight
         self._loader: threading.Thread | None = None
+        #: handed every execution (the drift monitor's ``observe_execution``); set before ``start``
+        self.observer: Observer | None = None
 
     @property
     def ready(self) -> bool:
@@ -97,6 +99,7 @@ class ModelService:
             max_queue_size=self.settings.max_queue_size,
             in_flight=self._in_flight,
             short_switch_interval_s=self.settings.gil_switch_interval_us / 1_000_000,
+            observer=self.observer,
         )
         seconds = time.perf_counter() - started
         self.metrics.load_seconds.set(seconds)

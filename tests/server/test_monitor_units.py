@@ -14,7 +14,15 @@ from scipy import stats
 
 from shim.contract.kernel import read_kernel
 from shim.contract.profile_check import load_profile
-from shim.server.monitoring.drift import EXACT_KS_PAIRS, correct, ks, ks_statistic, psi
+from shim.server.monitoring.drift import (
+    EXACT_KS_PAIRS,
+    correct,
+    ks,
+    ks_many,
+    ks_statistic,
+    psi,
+    uses_limiting_distribution,
+)
 from shim.server.monitoring.feedback import FeedbackError, FeedbackStore
 from shim.server.monitoring.monitor import Monitor
 from shim.spec.monitoring import Reference
@@ -54,6 +62,35 @@ def test_large_window_ks_statistic_is_ks_2samps_and_its_p_value_the_limiting_dis
             assert abs(result.statistic - expected.statistic) <= 1e-12
             assert expected.pvalue - 1e-12 <= result.p_value <= expected.pvalue + 0.02
     assert checked > 250
+
+
+def test_ks_of_many_series_at_once_is_ks_of_each() -> None:
+    """The monitor tests a window's continuous series together (``ks_many``): each D and p-value
+    is what ``ks`` gives that series alone, with ties within and across samples, shifted and
+    scaled series, and quantile-sketch references whose row count differs from their size."""
+    rng = np.random.default_rng(11)
+    for case in range(40):
+        series, n, m = int(rng.integers(1, 20)), int(rng.integers(300, 1500)), int(rng.integers(900, 2500))
+        decimals = int(rng.integers(0, 4))
+        windows = np.round(rng.standard_normal((series, n)) * rng.uniform(0.5, 1.5, (series, 1))
+                           + rng.uniform(-0.5, 0.5, (series, 1)), decimals)
+        if case % 2:
+            references = [Reference.from_json({"type": "sample",
+                                               "values": np.round(rng.standard_normal(m), decimals).tolist()})
+                          for _ in range(series)]
+        else:
+            references = [Reference.from_json({"type": "quantiles", "n": int(rng.integers(m, 10 * m)),
+                                               "ks_bound": 1 / (m - 1),
+                                               "values": np.quantile(rng.standard_normal(5 * m),
+                                                                     np.linspace(0, 1, m)).tolist()})
+                          for _ in range(series)]
+        assert all(uses_limiting_distribution(n, r) for r in references)  # the only path it runs
+        together = ks_many(windows, references)
+        for window, reference, result in zip(windows, references, together, strict=True):
+            alone = ks(window, reference)
+            assert result.test == "ks" and result.rows == alone.rows == n
+            assert abs(result.statistic - alone.statistic) <= 1e-12
+            assert abs(result.p_value - alone.p_value) <= 1e-12
 
 
 def test_small_window_ks_is_ks_2samp_itself() -> None:
@@ -224,3 +261,54 @@ def test_confidence_histogram_exposes_what_a_prometheus_histogram_would() -> Non
     assert b'shim_prediction_confidence_bucket{le="0.95",model="m",output="other",version="1"}' in (
         generate_latest(ours_registry)
     )
+
+
+def _execution(rows: list[int], labels: np.ndarray, dtype: type = np.float32) -> tuple[dict, dict]:
+    """One model execution over requests of ``rows`` rows: merged inputs and batch outputs."""
+    total = sum(rows)
+    probabilities = np.full((total, 3), 0.1, dtype=np.float32)
+    probabilities[np.arange(total), labels] = 0.8
+    inputs = {"X": np.random.default_rng(total).uniform(1, 7, (total, 4)).astype(dtype)}
+    return inputs, {"label": labels, "probabilities": probabilities}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])  # float64: cannot merge with the others
+def test_executions_of_several_requests_give_each_request_its_own_rows(tmp_path: Path, dtype: type) -> None:
+    """The batcher hands whole executions (merged inputs, batch outputs, each request's rows):
+    every row is counted once and feedback finds each request's own predictions, also when
+    requests without an id share the execution and when one drain mixes executions and lone
+    requests."""
+    monitor = _monitor(tmp_path, window={"rows": 1000})
+    rows = [1, 3, 2]
+    labels = np.array([0, 1, 1, 1, 2, 2], dtype=np.int64)
+    monitor.observe_execution(["a", "b", "c"], *_execution(rows, labels, dtype), rows)
+    _observe(monitor, np.full((2, 4), 5.0), "lone")
+    rows2 = [2, 1]
+    monitor.observe_execution(["d", None], *_execution(rows2, np.array([2, 0, 1])), rows2)
+    monitor.process()
+    assert monitor.full_report()["pending_rows"] == 6 + 2 + 3
+    expected = {"a": [0], "b": [1, 1, 1], "c": [2, 2], "lone": [0, 0], "d": [2, 0]}
+    for request_id, truth in expected.items():
+        answer = monitor.receive_feedback({"id": request_id, "truth": truth})
+        assert answer["correct"] == answer["rows"] == len(truth), request_id
+    with pytest.raises(FeedbackError):  # a request without an id has nothing to join with
+        monitor.receive_feedback({"id": "None", "truth": [1]})
+
+
+def test_sample_fraction_counts_requests_across_executions(tmp_path: Path) -> None:
+    """Every 4th request, counted across executions of different sizes, and only its rows."""
+    monitor = _monitor(tmp_path, sample_fraction=0.25, window={"rows": 1000})
+    ids = [f"r{i}" for i in range(1, 13)]
+    sizes = [1, 2, 3, 1, 1, 1, 2, 1, 1, 2, 1, 1]  # requests r1..r12, rows each
+    executions = [[0, 1, 2], [3], [4, 5, 6, 7], [8, 9, 10, 11]]  # which requests ran together
+    for members in executions:
+        rows = [sizes[i] for i in members]
+        labels = np.ones(sum(rows), dtype=np.int64)
+        monitor.observe_execution([ids[i] for i in members], *_execution(rows, labels), rows)
+    monitor.process()
+    picked = ["r4", "r8", "r12"]
+    assert monitor.full_report()["pending_rows"] == sum(sizes[int(i[1:]) - 1] for i in picked)
+    for request_id in picked:
+        assert monitor.receive_feedback({"id": request_id, "truth": [1]})["correct"] == 1
+    with pytest.raises(FeedbackError):
+        monitor.receive_feedback({"id": "r3", "truth": [1, 1, 1]})

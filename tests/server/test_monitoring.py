@@ -121,6 +121,44 @@ def test_false_alarm_rate_within_level_plus_three_standard_errors(server_factory
     assert rate <= level + 3 * math.sqrt(level * (1 - level) / windows), (alarms, windows)
 
 
+def test_feedback_joins_each_request_of_a_batched_execution_with_its_own_rows(
+    tmp_path: Path, server_factory, iris_split_rows
+) -> None:
+    """Concurrent clients: the batcher merges their requests into shared executions and hands
+    each execution to the monitor whole. Feedback for every request id must join exactly that
+    request's rows (1-3 per request), which a mix-up between requests of one execution breaks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = iris_split_rows[0]
+    server = server_factory(iris_copy(tmp_path / "iris", window={"rows": 100000}), "--log-format", "json")
+
+    def client_run(worker: int) -> list[tuple[str, list[int]]]:
+        served = []
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for i in range(40):
+                count = 1 + (worker + i) % 3
+                start = (worker * 40 + i) % (len(x) - count)
+                answer = client.post(IRIS_INFER, json=infer_body("X", x[start : start + count]))
+                assert answer.status_code == 200, answer.text
+                document = answer.json()
+                labels = next(o for o in document["outputs"] if o["name"] == "label")["data"]
+                served.append((document["id"], labels))
+        return served
+
+    with ThreadPoolExecutor(16) as pool:
+        served = [item for items in pool.map(client_run, range(16)) for item in items]
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        metrics = client.get("/metrics").text
+        executions = sum(v for k, v in metric_samples(metrics, "shim_batch_size_count").items())
+        assert executions < len(served), "no two requests shared an execution: nothing was tested"
+        for index, (request_id, labels) in enumerate(served):
+            truth = labels if index % 2 else [(label + 1) % 3 for label in labels]
+            answer = client.post(IRIS_FEEDBACK, json={"id": request_id, "truth": truth})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["rows"] == len(labels)
+            assert answer.json()["correct"] == (len(labels) if index % 2 else 0), (request_id, labels)
+
+
 def test_feedback_live_accuracy_and_alert(server_factory, tmp_path: Path, iris_split_rows) -> None:
     x, _y, _held, _held_y = iris_split_rows
     kernel = iris_copy(tmp_path / "iris", expected={"accuracy": 0.9, "tolerance": 0.05, "window": 1000})

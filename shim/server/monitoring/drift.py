@@ -63,6 +63,47 @@ def ks(window: np.ndarray, reference: Reference) -> TestResult:
     return TestResult("ks", statistic, min(1.0, max(0.0, p_value)), int(values.size))
 
 
+def uses_limiting_distribution(rows: int, reference: Reference) -> bool:
+    """Whether ``ks`` takes the large-window path (D by merge, p from ``kstwobign``) for a window
+    of ``rows`` finite values: the only path ``ks_many`` runs for many series at once."""
+    assert reference.values is not None
+    return not (reference.type == "sample" and rows * reference.values.size <= EXACT_KS_PAIRS)
+
+
+def ks_many(windows: np.ndarray, references: list[Reference]) -> list[TestResult]:
+    """``ks`` of several series of one window at once: ``windows`` is (series, rows), every value
+    finite, every reference of the same size and on the large-window path. The same D and
+    p-value as ``ks`` for each series (tests/server/test_monitor_units.py), in a dozen numpy
+    calls for all of them instead of a dozen per series: with 16 features and an output, the
+    Python around each call cost more than its arithmetic, on a thread sharing the GIL."""
+    n = windows.shape[1]
+    stacked = np.stack([r.values for r in references])  # type: ignore[misc]
+    statistics = ks_statistics(windows, stacked)
+    totals = np.array([r.n for r in references], dtype=np.float64)
+    effective = n * totals / (n + totals)
+    p_values = np.clip(special.kolmogorov(statistics * np.sqrt(effective)), 0.0, 1.0)
+    return [TestResult("ks", float(d), float(p), n) for d, p in zip(statistics.tolist(), p_values.tolist(),
+                                                                      strict=True)]
+
+
+def ks_statistics(windows: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """``ks_statistic`` row by row: ``windows`` (k, n) against ``references`` (k, m), any order.
+
+    The windows are sorted first: the stable sort (timsort) then finds two sorted runs per row,
+    window and reference (kept sorted), and only merges them, 440 against 1,300 us for 16 rows of
+    1,000 + 2,000 values. The order of equal values does not matter: D is read after each run of
+    ties."""
+    n, m = windows.shape[1], references.shape[1]
+    values = np.concatenate([np.sort(windows.astype(np.float64, copy=False), axis=1), references], axis=1)
+    order = np.argsort(values, axis=1, kind="stable")
+    gap = np.cumsum(np.where(order < n, m, -n), axis=1)
+    merged = np.take_along_axis(values, order, axis=1)
+    last = np.empty(merged.shape, dtype=bool)
+    np.not_equal(merged[:, 1:], merged[:, :-1], out=last[:, :-1])
+    last[:, -1] = True
+    return np.abs(np.where(last, gap, 0)).max(axis=1) / (n * m)
+
+
 def ks_statistic(window: np.ndarray, reference: np.ndarray) -> float:
     """ks_2samp's two-sided statistic D of two *sorted* samples: the largest gap between their
     empirical CDFs over every point of either sample, ties counted with ``side="right"`` as

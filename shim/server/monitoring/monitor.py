@@ -1,9 +1,12 @@
 """The monitor: served rows observed off the hot path, tested per window, alerts raised.
 
-The request path only calls ``observe`` (when the kernel has a profile): it appends a reference to
-the request's decoded inputs and its outputs to a bounded deque (no copy, no statistics; the
-oldest observations are dropped if the monitor ever falls that far behind). A daemon thread drains
-the deque every ``POLL_S``, turns requests into per-feature columns with the same
+The batcher hands every model execution to ``observe_execution`` (when the kernel has a profile):
+the request ids of the execution, the inputs the model ran on (a batch's merged arrays), its
+outputs and each request's rows, appended as references to a bounded deque (no copy, no
+statistics; the oldest executions are dropped, and counted, if the monitor ever falls that far
+behind). Per execution, not per request: under load one execution carries tens of requests, and
+the monitor thread then merges a few arrays per drain instead of one per request. A daemon
+thread drains the deque every ``POLL_S``, turns executions into per-feature columns with the same
 ``feature_columns`` the profiler used, and when a window is full (``window.rows`` rows, or
 ``window.seconds`` with at least ``min_rows``) tests every feature and output against the profile
 (``shim.server.monitoring.drift``), corrects across them, and updates the Prometheus metrics, the
@@ -14,6 +17,7 @@ it clears.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import operator
@@ -27,7 +31,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from shim.server.monitoring.drift import TESTS, TestResult, correct
+from shim.server.monitoring.drift import TESTS, TestResult, correct, ks_many, uses_limiting_distribution
 from shim.server.monitoring.feedback import FeedbackError, FeedbackStore
 from shim.server.monitoring.histogram import ConfidenceHistogram
 from shim.spec.kernel import Kernel
@@ -43,14 +47,14 @@ from shim.spec.monitoring import (
 log = logging.getLogger("shim.server")
 
 POLL_S = 0.05
-#: Observed requests waiting for the monitor thread; beyond it the oldest are dropped.
+#: Observed executions waiting for the monitor thread; beyond it the oldest are dropped.
 MAX_PENDING = 65536
 MAX_CLASS_LABELS = 64
 _CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 _SHOWN = {"ks": "KS D", "chi2": "chi-squared", "psi": "PSI"}
 
 
-#: Observed requests merged into one piece of work by the monitor thread.
+#: Observed executions merged into one piece of work by the monitor thread.
 DRAIN_BATCH = 256
 #: The monitor thread sleeps this long after each piece of work (a drained batch, one feature's
 #: test), so that the event loop, if it waits for the GIL, takes it then. Without it the loop
@@ -58,8 +62,13 @@ DRAIN_BATCH = 256
 #: background statistics. A voluntary release without a sleep does not hand the GIL over: the
 #: releasing thread takes it back before the waiter wakes.
 YIELD_S = 0.00005
+_TAGS = operator.itemgetter(0)
 _INPUTS = operator.itemgetter(1)
 _OUTPUTS = operator.itemgetter(2)
+
+#: One observed execution: its requests' ids (None: the request has none), the inputs the model
+#: ran on, its outputs, and each request's rows (None: one request, its rows are the outputs')
+Observed = tuple[list[Any], dict[str, np.ndarray], dict[str, np.ndarray], list[int] | None]
 
 
 def _merged(items: list[Any]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
@@ -165,11 +174,13 @@ class Monitor:
                 output.kind,
             )
         self.outputs = {s.name: s.output_kind for s in self.series.values() if s.output_kind}
-        self._pending: deque[tuple[str | None, dict[str, np.ndarray], dict[str, np.ndarray]]] = deque(
-            maxlen=MAX_PENDING
-        )
+        self._pending: deque[Observed] = deque(maxlen=MAX_PENDING)
         self._every = max(1, round(1 / spec.sample_fraction))
-        self._seen = 0
+        self._seen = 0  # requests drained (sampling counts requests, not executions)
+        #: requests dropped from a full deque (the loop and the worker both observe), and how many
+        #: of them the metric counts
+        self._dropped = self._dropped_counted = 0
+        self._drop_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
         self._rows = 0
@@ -285,10 +296,23 @@ class Monitor:
     def observe(
         self, request_id: str | None, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
     ) -> None:
-        """Hand the request's arrays to the monitor thread: references only, O(1)."""
-        self._seen += 1
-        if self._seen % self._every == 0:
-            self._pending.append((request_id, inputs, outputs))
+        """One request served on its own (its arrays' first axis is its rows)."""
+        self.observe_execution([request_id], inputs, outputs, None)
+
+    def observe_execution(
+        self,
+        request_ids: list[Any],
+        inputs: dict[str, np.ndarray],
+        outputs: dict[str, np.ndarray],
+        rows: list[int] | None,
+    ) -> None:
+        """Hand one execution's arrays to the monitor thread: references only, O(1) (the batcher's
+        ``Observer``). ``rows``: each request's rows in the arrays; None or one request: all."""
+        pending = self._pending
+        if len(pending) == MAX_PENDING:  # the append below drops the oldest: count its requests
+            with self._drop_lock, contextlib.suppress(IndexError):  # IndexError: just taken
+                self._dropped += len(pending[0][0])
+        pending.append((request_ids, inputs, outputs, rows if len(request_ids) > 1 else None))
 
     # -- life cycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -314,11 +338,21 @@ class Monitor:
             pending = self._pending
             take = pending.popleft
             while pending:  # only this thread takes, so at least len(pending) are there to take
-                self._take_many([take() for _ in range(min(len(pending), DRAIN_BATCH))])
+                items = [take() for _ in range(min(len(pending), DRAIN_BATCH))]
+                if self._every > 1:
+                    items = self._sampled(items)
+                else:
+                    self._seen += sum(map(len, map(_TAGS, items)))
+                if items:
+                    self._take_many(items)
                 if pause_s:
                     time.sleep(pause_s)
                 while self._rows >= self.spec.window.rows:
                     self._evaluate(self.spec.window.rows, pause_s)
+            dropped = self._dropped
+            if dropped != self._dropped_counted:
+                self.m_dropped.inc(dropped - self._dropped_counted)
+                self._dropped_counted = dropped
             seconds = self.spec.window.seconds
             if seconds and time.monotonic() - self._window_started >= seconds:
                 if self._rows >= self.spec.window.min_rows:
@@ -326,10 +360,30 @@ class Monitor:
                 else:
                     self._window_started = time.monotonic()
 
-    def _take_many(
-        self, items: list[tuple[str | None, dict[str, np.ndarray], dict[str, np.ndarray]]]
-    ) -> None:
-        """Requests merged, so the per-feature work is once per drain, not per request."""
+    def _sampled(self, items: list[Observed]) -> list[Observed]:
+        """Every ``1/sample_fraction``-th request, counted across executions in the order they
+        ran; a request picked out of an execution of several becomes one of its own (views of
+        its rows)."""
+        every, kept = self._every, []
+        for item in items:
+            tags, inputs, outputs, rows = item
+            first = self._seen
+            self._seen += len(tags)
+            picked = range((-(first + 1)) % every, len(tags), every)  # request number % every == 0
+            if not picked:
+                continue
+            if rows is None:  # one request
+                kept.append(item)
+                continue
+            ends = list(itertools.accumulate(rows))
+            for i in picked:
+                begin, end = ends[i] - rows[i], ends[i]
+                kept.append(([tags[i]], {n: a[begin:end] for n, a in inputs.items()},
+                             {n: a[begin:end] for n, a in outputs.items()}, None))
+        return kept
+
+    def _take_many(self, items: list[Observed]) -> None:
+        """Executions merged, so the per-feature work is once per drain, not per execution."""
         merged = _merged(items) if len(items) > 1 else None
         if merged is not None:
             self._take_merged(items, *merged)
@@ -338,24 +392,39 @@ class Monitor:
             merged = _merged(group) if len(group) > 1 else None
             if merged is None:
                 for item in group:
-                    self._take(*item)
+                    self._take(item)
             else:
                 self._take_merged(group, *merged)
 
     def _take_merged(
-        self,
-        items: list[tuple[str | None, dict[str, np.ndarray], dict[str, np.ndarray]]],
-        inputs: dict[str, np.ndarray],
-        outputs: dict[str, np.ndarray],
+        self, items: list[Observed], inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
     ) -> None:
-        self._take(None, inputs, outputs)
+        self._collect(inputs, outputs)
         name = self.feedback_output
         if name is None or name not in outputs:
             return
-        predicted = self._predicted(outputs[name])
-        ids = list(map(operator.itemgetter(0), items))
-        rows = list(map(len, map(operator.itemgetter(name), map(_OUTPUTS, items))))  # merged: ndim >= 1
-        ends: list[int] | range = (range(1, len(items) + 1) if rows.count(1) == len(rows)
+        ids = list(itertools.chain.from_iterable(map(_TAGS, items)))
+        if len(ids) == len(items):  # one request an execution: its rows are its outputs' (ndim >= 1)
+            rows = list(map(len, map(operator.itemgetter(name), map(_OUTPUTS, items))))
+        else:
+            rows = list(itertools.chain.from_iterable(
+                item[3] if item[3] is not None else (len(item[2][name]),) for item in items))
+        self._remember(ids, rows, self._predicted(outputs[name]))
+
+    def _take(self, item: Observed) -> None:
+        """One execution that could not be merged with its neighbours."""
+        tags, inputs, outputs, rows = item
+        self._collect(inputs, outputs)
+        array = outputs.get(self.feedback_output) if self.feedback_output is not None else None
+        if array is not None and any(tag is not None for tag in tags):
+            predicted = self._predicted(np.asarray(array))
+            self._remember(tags, rows if rows is not None else [predicted.shape[0]], predicted)
+
+    def _remember(self, ids: list[Any], rows: list[int], predicted: np.ndarray) -> None:
+        """Keep each request's predictions for feedback: ``rows`` says whose rows are whose."""
+        if sum(rows) != predicted.shape[0]:  # outputs not batched by row: no request's rows known
+            return
+        ends: list[int] | range = (range(1, len(rows) + 1) if rows.count(1) == len(rows)
                                    else list(itertools.accumulate(rows)))
         if None in ids:  # requests without an id cannot be given feedback
             kept = [i for i, request_id in enumerate(ids) if request_id is not None]
@@ -363,9 +432,8 @@ class Monitor:
             return
         self.feedback.remember_rows(ids, predicted, ends)
 
-    def _take(
-        self, request_id: str | None, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
-    ) -> None:
+    def _collect(self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
+        """The rows' feature and output values into the current window; class and confidence counts."""
         columns = feature_columns(self.layout, inputs)
         rows = 0
         for name, values in columns.items():
@@ -382,10 +450,6 @@ class Monitor:
                 self._count_classes(name, values)
             elif kind == "probability":
                 self.m_confidence.observe(name, values)
-        if request_id is not None and self.feedback_output is not None:
-            array = outputs.get(self.feedback_output)
-            if array is not None:
-                self.feedback.remember(request_id, self._predicted(np.asarray(array)))
         self._rows += rows
         self.m_rows.inc(rows)
 
@@ -410,19 +474,34 @@ class Monitor:
         return values[:rows]
 
     def _evaluate(self, rows: int, pause_s: float = 0.0) -> None:
-        results: dict[str, TestResult] = {}
+        found: dict[str, TestResult] = {}
         rates: dict[str, float] = {}
+        #: KS tests of finite windows on the large-window path, by (rows, reference size): run
+        #: together by ``ks_many``, one set of numpy calls for all of them
+        together: dict[tuple[int, int], list[tuple[_Series, np.ndarray]]] = {}
         for series in self.series.values():
             values = self._window_values(series, rows)
+            finite = values.dtype.kind in "iub"
             if values.dtype.kind == "f":
-                rates[series.name] = float((~np.isfinite(values)).mean()) if values.size else 0.0
-                if series.kind == "categorical":
+                non_finite = int(np.count_nonzero(~np.isfinite(values))) if values.size else 0
+                rates[series.name] = non_finite / values.size if values.size else 0.0
+                finite = non_finite == 0
+                if series.kind == "categorical" and not finite:
                     values = values[np.isfinite(values)]
             elif series.kind == "continuous":
                 values = values.astype(np.float64)
-            results[series.name] = TESTS[series.test](values, series.reference)
+            if (series.test == "ks" and finite and values.ndim == 1 and values.size
+                    and uses_limiting_distribution(values.size, series.reference)):
+                key = (values.size, series.reference.values.size)  # type: ignore[union-attr]
+                together.setdefault(key, []).append((series, values))
+                continue
+            found[series.name] = TESTS[series.test](values, series.reference)
             if pause_s:
                 time.sleep(pause_s)
+        for group in together.values():
+            answers = ks_many(np.stack([values for _, values in group]), [s.reference for s, _ in group])
+            found.update((series.name, result) for (series, _), result in zip(group, answers, strict=True))
+        results = {name: found[name] for name in self.series}
         self._rows -= rows
         self._window_started = time.monotonic()
         self._windows += 1
