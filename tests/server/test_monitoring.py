@@ -311,8 +311,10 @@ def test_grpc_requests_are_monitored_and_get_ids_for_feedback(server_factory, tm
         given = client.infer("iris-classifier", [tensor], request_id="caller-7")
         assert given.get_response().id == "caller-7"
         assert http.post(IRIS_FEEDBACK, json={"id": "caller-7", "truth": [0, 0, 1]}).json()["correct"] == 2
-        deadline = time.monotonic() + 10
-        while "shim_monitored_rows_total" not in http.get("/metrics").text and time.monotonic() < deadline:
+        deadline = time.monotonic() + 10  # the monitor thread counts rows after the response
+        while True:
+            rows = metric_samples(http.get("/metrics").text, "shim_monitored_rows_total")
+            if rows.get("model=iris-classifier,version=0.1.0") == 6 or time.monotonic() > deadline:
+                break
             time.sleep(0.05)
-        rows = metric_samples(http.get("/metrics").text, "shim_monitored_rows_total")
     assert rows["model=iris-classifier,version=0.1.0"] == 6
