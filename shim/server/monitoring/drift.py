@@ -3,10 +3,11 @@
 - Continuous features and outputs: the two-sample Kolmogorov-Smirnov test of the window against
   the profile's reference. Small windows (window x reference at most ``EXACT_KS_PAIRS`` value
   pairs) are ``scipy.stats.ks_2samp`` itself, exact p-value included. Larger ones take D as
-  ks_2samp computes it (``ks_statistic``: the same two searchsorted, equal to scipy's D to
-  rounding; the reference is kept sorted) and the p-value from the limiting Kolmogorov
-  distribution of sqrt(n*N/(n+N)) * D (``scipy.stats.kstwobign``, Smirnov's asymptotic formula,
-  whose survival function ``scipy.special.kolmogorov`` is called directly). Where it is used it is
+  ks_2samp computes it (``ks_statistics``: one merge of window and reference, equal to scipy's
+  D to rounding; the reference is kept sorted; a window's series together, ``ks_many``) and the
+  p-value from the limiting Kolmogorov distribution of sqrt(n*N/(n+N)) * D
+  (``scipy.stats.kstwobign``, Smirnov's asymptotic formula, whose survival function
+  ``scipy.special.kolmogorov`` is called directly). Where it is used it is
   within 0.02 (effective size 200; 0.01 at 700) of the finite-size ``kstwo`` that ks_2samp's
   ``asymp`` method uses and never below it (a slightly larger p: no extra false alarms), at a
   small fraction of the cost: ks_2samp's argument handling and ``kstwo.sf`` take ~1.5 ms a call,
@@ -52,15 +53,10 @@ def ks(window: np.ndarray, reference: Reference) -> TestResult:
     values = window[np.isfinite(window)]
     if values.size == 0:
         return TestResult("ks", 0.0, 1.0, 0)
-    assert reference.values is not None
-    if reference.type == "sample" and values.size * reference.values.size <= EXACT_KS_PAIRS:
+    if not uses_limiting_distribution(values.size, reference):
         result = stats.ks_2samp(values, reference.values, method="auto")
         return TestResult("ks", float(result.statistic), float(result.pvalue), int(values.size))
-    statistic = ks_statistic(np.sort(values), reference.values)
-    n, m = values.size, reference.n
-    effective = n * m / (n + m)
-    p_value = float(special.kolmogorov(statistic * np.sqrt(effective)))  # = stats.kstwobign.sf
-    return TestResult("ks", statistic, min(1.0, max(0.0, p_value)), int(values.size))
+    return ks_many(values[np.newaxis, :], [reference])[0]
 
 
 def uses_limiting_distribution(rows: int, reference: Reference) -> bool:
@@ -71,9 +67,10 @@ def uses_limiting_distribution(rows: int, reference: Reference) -> bool:
 
 
 def ks_many(windows: np.ndarray, references: list[Reference]) -> list[TestResult]:
-    """``ks`` of several series of one window at once: ``windows`` is (series, rows), every value
-    finite, every reference of the same size and on the large-window path. The same D and
-    p-value as ``ks`` for each series (tests/server/test_monitor_units.py), in a dozen numpy
+    """The large-window path of ``ks`` for several series of one window at once: ``windows`` is
+    (series, rows), every value finite, every reference of the same size and on that path
+    (``uses_limiting_distribution``). The same D and p-value as ``ks`` gives each series alone
+    (tests/server/test_monitor_units.py), in a dozen numpy
     calls for all of them instead of a dozen per series: with 16 features and an output, the
     Python around each call cost more than its arithmetic, on a thread sharing the GIL."""
     n = windows.shape[1]
@@ -87,12 +84,19 @@ def ks_many(windows: np.ndarray, references: list[Reference]) -> list[TestResult
 
 
 def ks_statistics(windows: np.ndarray, references: np.ndarray) -> np.ndarray:
-    """``ks_statistic`` row by row: ``windows`` (k, n) against ``references`` (k, m), any order.
+    """ks_2samp's two-sided statistic D, row by row: ``windows`` (k, n) against ``references``
+    (k, m), in any order. The largest gap between the two empirical CDFs over every point of
+    either sample, ties counted with ``side="right"`` as ks_2samp counts them, so it equals
+    ``stats.ks_2samp(window, reference).statistic`` to rounding (tests/server/test_monitor_units.py).
 
-    The windows are sorted first: the stable sort (timsort) then finds two sorted runs per row,
-    window and reference (kept sorted), and only merges them, 440 against 1,300 us for 16 rows of
-    1,000 + 2,000 values. The order of equal values does not matter: D is read after each run of
-    ties."""
+    One stable merge of both samples instead of ks_2samp's two ``searchsorted`` over all n + m
+    points: walking the merged order, the CDF gap times n*m moves by +m at a window value and by -n
+    at a reference value (integers, so no rounding accumulates); it is read only at the last of
+    each run of equal values, where both CDFs have counted every tie (43 against 112 us for one
+    row of 1,000 + 2,000 values). The windows are sorted first, so the stable sort (timsort) finds
+    two sorted runs per row, window and reference (kept sorted), and only merges them: 440 against
+    1,300 us for 16 rows.
+    """
     n, m = windows.shape[1], references.shape[1]
     values = np.concatenate([np.sort(windows.astype(np.float64, copy=False), axis=1), references], axis=1)
     order = np.argsort(values, axis=1, kind="stable")
@@ -105,27 +109,8 @@ def ks_statistics(windows: np.ndarray, references: np.ndarray) -> np.ndarray:
 
 
 def ks_statistic(window: np.ndarray, reference: np.ndarray) -> float:
-    """ks_2samp's two-sided statistic D of two *sorted* samples: the largest gap between their
-    empirical CDFs over every point of either sample, ties counted with ``side="right"`` as
-    ks_2samp counts them, so it equals ``stats.ks_2samp(window, reference).statistic`` to rounding
-    (checked by tests/server/test_monitor_units.py).
-
-    One stable merge of both samples instead of ks_2samp's two ``searchsorted`` over all n + m
-    points: walking the merged order, the CDF gap times n*m moves by +m at a window value and by -n
-    at a reference value (integers, so no rounding accumulates); it is read only at the last of
-    each run of equal values, where both CDFs have counted every tie. 43 against 112 us for 1,000
-    window and 2,000 reference values, per feature per window, on the thread that shares the GIL
-    with the server.
-    """
-    n, m = window.size, reference.size
-    values = np.concatenate([window, reference])
-    order = np.argsort(values, kind="stable")
-    gap = np.cumsum(np.where(order < n, m, -n))
-    merged = values[order]
-    last = np.empty(merged.size, dtype=bool)
-    np.not_equal(merged[1:], merged[:-1], out=last[:-1])
-    last[-1] = True
-    return float(np.abs(gap[last]).max() / (n * m))
+    """``ks_statistics`` of one window against one reference."""
+    return float(ks_statistics(window[np.newaxis, :], reference[np.newaxis, :])[0])
 
 
 def chi2(window: np.ndarray, reference: Reference) -> TestResult:

@@ -404,11 +404,9 @@ class Monitor:
         if name is None or name not in outputs:
             return
         ids = list(itertools.chain.from_iterable(map(_TAGS, items)))
-        if len(ids) == len(items):  # one request an execution: its rows are its outputs' (ndim >= 1)
-            rows = list(map(len, map(operator.itemgetter(name), map(_OUTPUTS, items))))
-        else:
-            rows = list(itertools.chain.from_iterable(
-                item[3] if item[3] is not None else (len(item[2][name]),) for item in items))
+        # a lone request's rows are its outputs' (merged arrays: ndim >= 1)
+        rows = list(itertools.chain.from_iterable(
+            item[3] if item[3] is not None else (len(item[2][name]),) for item in items))
         self._remember(ids, rows, self._predicted(outputs[name]))
 
     def _take(self, item: Observed) -> None:
